@@ -1,0 +1,49 @@
+# The verbs a newcomer needs. `make demo` and `make test` do all the set-up.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN = $(shell hack/build-binaries.sh)
+
+.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## Python venv, Debian servers, and the control-plane binaries
+	hack/install-system-deps.sh
+	hack/build-binaries.sh >/dev/null
+
+binaries: ## Build (once, cached) kube-apiserver, etcd, kwok, helm and friends
+	hack/build-binaries.sh
+
+test: setup ## Run every test: unit, integration and e2e
+	CANARY_BIN=$(BIN) $(PY) -m pytest
+
+test-unit: $(VENV)/.installed ## Pure-logic tests only (no servers)
+	$(PY) -m pytest -m unit
+
+demo: setup ## Run the demo on a local cluster: a canary, an error spike, the rollback
+	CANARY_BIN=$(BIN) $(PY) -m devenv.demo
+
+cluster-up: setup ## Start the local control plane with kwok nodes
+	CANARY_BIN=$(BIN) $(PY) -m devenv.cluster up
+
+cluster-down: $(VENV)/.installed ## Stop the local control plane; leaves no process behind
+	$(PY) -m devenv.cluster down
+
+kubeconfig: $(VENV)/.installed ## Print the local cluster's kubeconfig path
+	@$(PY) -m devenv.cluster kubeconfig
+
+crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models
+	$(PY) -m controller.api.crd --write
+
+lint: $(VENV)/.installed ## ruff and mypy --strict on controller/
+	$(VENV)/bin/ruff check controller devenv tests bench
+	$(VENV)/bin/ruff format --check controller
+	$(VENV)/bin/mypy controller

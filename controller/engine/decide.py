@@ -1,0 +1,277 @@
+"""The decision engine: (spec, status, observed, now) -> (next status, actions).
+
+Pure: no I/O, no clock. The runtime observes, calls `decide`, writes the
+returned status, then performs the actions. Because every action is an
+idempotent "make it so" and all state is in status, running `decide` again on
+the same inputs gives the same answer, and a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus, Outcome
+from controller.engine.actions import Action
+from controller.engine.analysis import analysis_passed, apply_measurements
+from controller.engine.conditions import set_condition
+from controller.engine.context import Decision
+from controller.engine.observations import Observed
+from controller.engine.replicas import canary_replicas, weight_at
+from controller.engine.rollout import drive_promotion, reconcile_weight, settle
+from controller.engine.summary import describe_step, summarize
+
+TARGET_FOUND = "TargetFound"
+
+
+def decide(
+    spec: CanaryReleaseSpec, status: CanaryReleaseStatus, observed: Observed, now: datetime
+) -> tuple[CanaryReleaseStatus, list[Action]]:
+    d = Decision(spec, status.model_copy(deep=True), observed, now)
+    d.status.observed_generation = observed.generation
+    if observed.target is None:
+        _target_missing(d)
+        return d.status, d.actions
+    _target_found(d)
+    _adopt(d)
+    _handle_command(d)
+    _handle_tag(d)
+    if d.status.phase in ("Progressing", "Paused"):
+        _run_canary(d)
+    if d.status.phase == "Promoting":
+        _run_promotion(d)
+    if not d.active:
+        settle(d)
+    d.status.message = summarize(d)
+    return d.status, d.actions
+
+
+def tag_of(template: str, image: str) -> str | None:
+    """Recover the tag from an image rendered from `template` (None if it does not match)."""
+    prefix, _, suffix = template.partition("{tag}")
+    match = re.fullmatch(re.escape(prefix) + r"(.+?)" + re.escape(suffix), image)
+    return match.group(1) if match else None
+
+
+def _target_missing(d: Decision) -> None:
+    status, name = d.status, d.spec.target_ref.name
+    message = f"Deployment {name!r} not found in this namespace; waiting for it to exist"
+    if not (status.phase == "Failed" and status.reason == "TargetNotFound"):
+        d.event("TargetNotFound", message, warning=True)
+    status.phase, status.reason, status.message = "Failed", "TargetNotFound", message
+    status.conditions = set_condition(
+        status.conditions, TARGET_FOUND, "False", "NotFound", message, d.now
+    )
+
+
+def _target_found(d: Decision) -> None:
+    status = d.status
+    status.conditions = set_condition(
+        status.conditions, TARGET_FOUND, "True", "Found", "target Deployment exists", d.now
+    )
+    if status.phase == "Failed" and status.reason in ("TargetNotFound", "InvalidSpec"):
+        status.phase, status.reason = "Idle", None
+
+
+def _adopt(d: Decision) -> None:
+    """First sight of the target: whatever it runs now is stable."""
+    status, target = d.status, d.target
+    if status.stable_image is None:
+        status.stable_image = target.image
+        status.stable_tag = tag_of(d.spec.release.image, target.image)
+
+
+def _handle_command(d: Decision) -> None:
+    """One-shot commands from the `canary.dev/command` annotation, each handled once."""
+    command, status = d.observed.command, d.status
+    if not command or command == status.last_command:
+        return
+    status.last_command = command
+    verb = command.split()[0].lower()
+    phase = status.phase
+    if verb == "promote" and d.active:
+        d.force_advance = True
+        d.event("PromoteRequested", f"step skipped by a human ({command})")
+    elif verb == "promote-full" and d.active:
+        d.force_promotion = True
+        d.event("PromoteRequested", f"full promotion requested by a human ({command})")
+    elif verb == "abort" and d.active:
+        _roll_back(d, "Aborted", f"aborted by a human ({command})", outcome="Aborted")
+    elif verb == "pause" and d.active and status.paused_at is None:
+        status.paused_at = d.now
+        d.event("Paused", f"paused by a human ({command})")
+    elif verb == "resume" and status.paused_at is not None:
+        if status.step_started_at is not None:
+            status.step_started_at += d.now - status.paused_at
+        status.paused_at = None
+        d.event("Resumed", f"resumed by a human ({command})")
+    elif verb == "retry" and phase in ("RolledBack", "Failed") and d.spec.release.tag:
+        _start_release(d, d.spec.release.tag)
+    else:
+        d.event("CommandIgnored", f"{command!r} does nothing in phase {phase}", warning=True)
+
+
+def _handle_tag(d: Decision) -> None:
+    tag, status = d.spec.release.tag, d.status
+    if tag is None:
+        return
+    if d.active:
+        if tag == status.canary_tag:
+            return
+        reason = f"superseded by tag {tag}"
+        if tag == status.stable_tag:
+            _roll_back(d, "Superseded", reason, outcome="Superseded")
+            return
+        d.record_history("Superseded", reason)
+        d.event("Superseded", f"release {status.canary_tag} {reason}")
+        _start_release(d, tag)
+        return
+    if tag == status.stable_tag:
+        return
+    if d.target.image == d.spec.release.image_for(tag) and d.observed.canary is None:
+        status.stable_tag, status.stable_image = tag, d.target.image
+        return
+    if status.phase == "RolledBack" and tag == status.canary_tag:
+        return  # a rolled-back tag is not retried by itself; `retry` does it
+    _start_release(d, tag)
+
+
+def _start_release(d: Decision, tag: str) -> None:
+    status, target, now = d.status, d.target, d.now
+    if d.observed.canary is None and status.saved_strategy is None:
+        status.target_replicas = target.replicas
+        status.stable_image = target.image
+        status.stable_tag = tag_of(d.spec.release.image, target.image) or status.stable_tag
+    status.phase, status.canary_tag = "Progressing", tag
+    status.current_step_index, status.step_started_at = 0, now
+    status.release_started_at, status.paused_at = now, None
+    status.canary_weight, status.metrics = 0, []
+    status.reason, status.canary_unready_since = None, None
+    status.prometheus_unreachable_since = None
+    analysis = d.spec.analysis
+    status.next_analysis_at = now + analysis.interval_length() if analysis else None
+    d.event("ReleaseStarted", f"canary of {tag} started (stable: {status.stable_tag})")
+
+
+def _run_canary(d: Decision) -> None:
+    status, steps = d.status, d.spec.steps
+    assert status.canary_tag is not None and status.current_step_index is not None
+    index = min(status.current_step_index, len(steps) - 1)
+    weight = weight_at(steps, index)
+    goal = canary_replicas(weight, d.total_replicas)
+    if _breached_health(d, goal) or _breached_analysis(d):
+        return
+    step = steps[index]
+    if step.set_weight == 100 or d.force_promotion:
+        _start_promotion(d, forced=d.force_promotion)
+        return
+    status.canary_weight = weight
+    converged = reconcile_weight(d, d.spec.release.image_for(status.canary_tag), goal)
+    if status.paused_at is not None:
+        status.phase = "Paused"
+        return
+    status.phase = "Progressing" if step.pause is None else "Paused"
+    if step.pause is None:
+        done = converged
+    else:
+        length = step.pause.length()
+        started = status.step_started_at or d.now
+        done = converged and length is not None and d.now - started >= length
+    if done or d.force_advance:
+        _advance(d, index)
+
+
+def _advance(d: Decision, index: int) -> None:
+    status, steps = d.status, d.spec.steps
+    if index + 1 >= len(steps):
+        _start_promotion(d, forced=d.force_advance)
+        return
+    status.current_step_index, status.step_started_at = index + 1, d.now
+    d.event("StepAdvanced", f"step {index + 2}/{len(steps)}: {describe_step(steps[index + 1])}")
+
+
+def _start_promotion(d: Decision, *, forced: bool) -> None:
+    status = d.status
+    if not forced and not analysis_passed(d):
+        status.reason = "AwaitingAnalysis"
+        return
+    status.phase, status.reason = "Promoting", None
+    target = d.target
+    if status.saved_strategy is None and target.max_unavailable is not None:
+        status.saved_strategy = {
+            "maxUnavailable": target.max_unavailable,
+            "maxSurge": target.max_surge or "25%",
+        }
+    how = "by a human, skipping analysis" if forced else "analysis passed"
+    d.event("Promoting", f"promoting {status.canary_tag} to all replicas ({how})")
+
+
+def _run_promotion(d: Decision) -> None:
+    status = d.status
+    assert status.canary_tag is not None
+    if _breached_analysis(d):
+        return
+    image = d.spec.release.image_for(status.canary_tag)
+    if not drive_promotion(d, image):
+        return
+    d.record_history("Succeeded", "promoted")
+    d.event("Promoted", f"{status.canary_tag} runs on all {d.total_replicas} replicas")
+    status.previous_stable_tag = status.stable_tag
+    status.stable_tag, status.stable_image = status.canary_tag, image
+    status.phase, status.reason, status.canary_tag = "Succeeded", None, None
+    status.current_step_index, status.next_analysis_at, status.canary_weight = None, None, 0
+
+
+def _breached_health(d: Decision, goal: int) -> bool:
+    """The built-in check: a canary that crash-loops or never becomes Ready is a breach."""
+    status, pods, check = d.status, d.observed.canary_pods, d.spec.health_check
+    if pods.crash_looping:
+        message = f"canary pod {pods.crash_looping[0]} is in CrashLoopBackOff"
+        _roll_back(d, "CanaryCrashLooping", message)
+        return True
+    if pods.max_restarts >= check.max_restarts:
+        message = (
+            f"a canary container restarted {pods.max_restarts} times (limit {check.max_restarts})"
+        )
+        _roll_back(d, "CanaryRestarting", message)
+        return True
+    canary = d.observed.canary
+    ready = canary.ready_replicas if canary is not None else 0
+    if goal == 0 or ready >= goal:
+        status.canary_unready_since = None
+        return False
+    since = status.canary_unready_since or d.now
+    status.canary_unready_since = since
+    if d.now - since < check.ready_length():
+        return False
+    message = f"only {ready}/{goal} canary pods Ready after {check.ready_deadline}"
+    _roll_back(d, "CanaryNotReady", message)
+    return True
+
+
+def _breached_analysis(d: Decision) -> bool:
+    measurements = d.observed.measurements
+    if measurements is None or d.spec.analysis is None or d.analysed:
+        return False
+    d.analysed = True
+    breach = apply_measurements(d, measurements)
+    if breach is None:
+        return False
+    message = (
+        f"metric {breach.name}: {breach.reason} "
+        f"(query: {breach.query}; measured at {breach.measured_at.isoformat()})"
+    )
+    _roll_back(d, "MetricBreach", message)
+    return True
+
+
+def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "RolledBack") -> None:
+    status = d.status
+    d.record_history(outcome, f"{reason}: {message}")
+    d.event(
+        "RolledBack" if outcome == "RolledBack" else outcome, f"{reason}: {message}", warning=True
+    )
+    status.phase, status.reason, status.message = "RolledBack", reason, message
+    status.current_step_index, status.canary_weight = None, 0
+    status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None

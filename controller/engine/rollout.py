@@ -1,0 +1,80 @@
+"""Moving replicas between the tracks without ever dropping serving capacity.
+
+The rule everywhere: grow first, shrink only once what grew is Ready. The
+canary grows before stable shrinks; stable is restored before the canary is
+removed; promotion sets maxUnavailable 0 so the stable rollout never dips.
+"""
+
+from __future__ import annotations
+
+from controller.engine.actions import DeleteCanary, ScaleCanary, ScaleStable, UpdateStable
+from controller.engine.context import Decision
+
+
+def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
+    """Drive both Deployments toward the weight; True once they have converged there."""
+    total = d.total_replicas
+    stable_goal = total - canary_goal
+    target, canary = d.target, d.observed.canary
+    canary_ready = canary_goal == 0 if canary is None else canary.settled(image, canary_goal)
+
+    if (canary is None and canary_goal > 0) or (
+        canary is not None and (canary.image != image or canary.replicas != canary_goal)
+    ):
+        shrinking = canary is not None and canary_goal < canary.replicas
+        if not shrinking or target.ready_replicas >= stable_goal:
+            d.actions.append(ScaleCanary(image, canary_goal))
+
+    if target.replicas < stable_goal or (target.replicas > stable_goal and canary_ready):
+        d.actions.append(ScaleStable(stable_goal))
+
+    return canary_ready and target.replicas == stable_goal and target.ready_replicas >= stable_goal
+
+
+def promotion_surge(saved: dict[str, str] | None) -> str:
+    surge = (saved or {}).get("maxSurge")
+    return surge if surge not in (None, "0", "0%") else "1"
+
+
+def drive_promotion(d: Decision, image: str) -> bool:
+    """Roll the new image onto stable at full size; True once it is fully Available."""
+    total, target = d.total_replicas, d.target
+    rolling = target.max_unavailable is not None
+    unavailable = "0" if rolling else None
+    surge = promotion_surge(d.status.saved_strategy) if rolling else None
+    if (
+        target.image != image
+        or target.replicas != total
+        or (rolling and (target.max_unavailable != "0" or target.max_surge != surge))
+    ):
+        d.actions.append(UpdateStable(image, total, unavailable, surge))
+        return False
+    return target.settled(image, total)
+
+
+def settle(d: Decision) -> None:
+    """After a release ends: stable at full size on its image, strategy restored, canary gone.
+
+    Only acts while cleanup is pending (a canary exists or a strategy is saved),
+    so a settled release never fights later edits to the Deployment.
+    """
+    status, target, canary = d.status, d.target, d.observed.canary
+    if canary is None and status.saved_strategy is None:
+        return
+    image = status.stable_image or target.image
+    total = d.total_replicas
+    saved = status.saved_strategy or {}
+    unavailable = saved.get("maxUnavailable", target.max_unavailable)
+    surge = saved.get("maxSurge", target.max_surge)
+    if target.max_unavailable is None:
+        unavailable = surge = None
+    restored = target.max_unavailable == unavailable and target.max_surge == surge
+    if target.image != image or target.replicas != total or not restored:
+        d.actions.append(UpdateStable(image, total, unavailable, surge))
+        return
+    if not target.settled(image, total):
+        return
+    if canary is not None:
+        d.actions.append(DeleteCanary())
+        return
+    status.saved_strategy = None

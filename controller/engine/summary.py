@@ -1,0 +1,40 @@
+"""The one-line `status.message` an on-call engineer reads first."""
+
+from __future__ import annotations
+
+from controller.api.spec import Step
+from controller.engine.context import Decision
+
+
+def describe_step(step: Step) -> str:
+    if step.set_weight is not None:
+        return f"setWeight {step.set_weight}"
+    assert step.pause is not None
+    return f"pause {step.pause.duration or 'until promoted'}"
+
+
+def summarize(d: Decision) -> str | None:
+    status = d.status
+    phase = status.phase
+    if phase in ("RolledBack", "Failed"):
+        return status.message
+    if phase == "Idle":
+        return f"running {status.stable_tag or status.stable_image}; no release in progress"
+    if phase == "Succeeded":
+        return f"{status.stable_tag} promoted (previous: {status.previous_stable_tag})"
+    if phase == "Promoting":
+        return f"promoting {status.canary_tag} to all {d.total_replicas} replicas"
+    steps = d.spec.steps
+    index = status.current_step_index or 0
+    parts = [
+        f"step {index + 1}/{len(steps)} ({describe_step(steps[index])})",
+        f"canary {status.canary_tag} at {status.canary_weight}%",
+    ]
+    if status.metrics:
+        passing = sum(r.verdict == "pass" for r in status.metrics)
+        parts.append(f"analysis {passing}/{len(status.metrics)} pass")
+    if status.paused_at is not None:
+        parts.append("paused by a human")
+    if status.reason == "AwaitingAnalysis":
+        parts.append("waiting for every metric to pass before promotion")
+    return "; ".join(parts)
