@@ -264,9 +264,7 @@ def _initdb(data_dir: pathlib.Path, log_path: pathlib.Path) -> None:
         "--no-instructions",
     ]
     with log_path.open("wb") as log:
-        done = subprocess.run(
-            args, stdout=log, stderr=subprocess.STDOUT, check=False, **_run_as()
-        )
+        done = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False, **_run_as())
     if done.returncode != 0:
         with contextlib.suppress(OSError):
             raise PostgresError(f"initdb failed: {log_path.read_text(errors='replace')}")

@@ -312,7 +312,15 @@ def backfill(openmetrics_text: str, data_dir: pathlib.Path | str) -> list[pathli
     source = data_dir / "backfill.om"
     source.write_text(openmetrics_text)
     done = subprocess.run(
-        [PROMTOOL_BIN, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(source), str(tsdb)],
+        [
+            PROMTOOL_BIN,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--quiet",
+            str(source),
+            str(tsdb),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -145,7 +146,10 @@ class TrafficSimulator:
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="traffic-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # stop() waits up to one poll interval
+            name="traffic-simulator",
+            daemon=True,
         )
         self._thread.start()
 
@@ -236,14 +240,23 @@ class TrafficSimulator:
         return generate_latest(self.registry)
 
     def apply_json(self, body: dict[str, Any]) -> None:
-        """Apply one ``POST /rates`` document."""
+        """Apply one ``POST /rates`` document; omitted fields keep their current value.
+
+        So the demo can flip just ``errorRatio`` without restating the rps.
+        """
+        key = (str(body["namespace"]), str(body["app"]), str(body["track"]))
+        with self._lock:
+            current = self._streams.get(key)
+            rps, ratio, latency = (
+                (current.rps, current.error_ratio, current.latency_s)
+                if current
+                else (0.0, 0.0, 0.1)
+            )
         self.set_rate(
-            str(body["namespace"]),
-            str(body["app"]),
-            str(body["track"]),
-            float(body.get("rps", 0.0)),
-            float(body.get("errorRatio", 0.0)),
-            float(body.get("latencySeconds", 0.1)),
+            *key,
+            rps=float(body.get("rps", rps)),
+            error_ratio=float(body.get("errorRatio", ratio)),
+            latency_s=float(body.get("latencySeconds", latency)),
         )
 
 
@@ -306,9 +319,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     set_.add_argument("--url", required=True, help="e.g. http://127.0.0.1:9100")
     for name in LABELS:
         set_.add_argument(f"--{name}", required=True)
-    set_.add_argument("--rps", type=float, required=True)
-    set_.add_argument("--error-ratio", type=float, default=0.0)
-    set_.add_argument("--latency", type=float, default=0.1)
+    set_.add_argument("--rps", type=float, help="omit to keep the current value")
+    set_.add_argument("--error-ratio", type=float, help="omit to keep the current value")
+    set_.add_argument("--latency", type=float, help="median seconds; omit to keep")
     return parser.parse_args(argv)
 
 
@@ -326,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "set":
         import requests
 
-        body = {
+        fields = {
             "namespace": args.namespace,
             "app": args.app,
             "track": args.track,
@@ -334,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "errorRatio": args.error_ratio,
             "latencySeconds": args.latency,
         }
+        body = {k: v for k, v in fields.items() if v is not None}
         response = requests.post(f"{args.url.rstrip('/')}/rates", json=body, timeout=10)
         print(response.text.strip())
         return 0 if response.ok else 1
@@ -343,12 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim.set_rate(*key, rps, err, lat)
     sim.serve(args.port, args.host)
     print(f"traffic simulator on {sim.url} (/metrics, /rates)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+    done = threading.Event()
+    # The demo stops us with SIGTERM; handle it (and ^C) to close the socket cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    while not done.wait(0.5):
         pass
-    finally:
-        sim.stop()
+    sim.stop()
     return 0
 
 

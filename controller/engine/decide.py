@@ -13,7 +13,7 @@ from datetime import datetime
 
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
-from controller.engine.actions import Action
+from controller.engine.actions import Action, RecordEvent
 from controller.engine.analysis import analysis_passed, apply_measurements
 from controller.engine.conditions import set_condition
 from controller.engine.context import Decision
@@ -275,3 +275,23 @@ def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "Rolle
     status.phase, status.reason, status.message = "RolledBack", reason, message
     status.current_step_index, status.canary_weight = None, 0
     status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
+
+
+def reject_spec(
+    status: CanaryReleaseStatus, problem: str, generation: int, now: datetime
+) -> tuple[CanaryReleaseStatus, list[Action]]:
+    """A spec the models reject (the apiserver's schema is weaker): say why, touch nothing."""
+    message = f"invalid spec: {problem}"
+    actions: list[Action] = []
+    if not (status.phase == "Failed" and status.message == message):
+        actions.append(RecordEvent("Warning", "InvalidSpec", message))
+    new = status.model_copy(
+        deep=True,
+        update={
+            "phase": "Failed",
+            "reason": "InvalidSpec",
+            "message": message,
+            "observed_generation": generation,
+        },
+    )
+    return new, actions

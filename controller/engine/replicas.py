@@ -19,8 +19,12 @@ def canary_replicas(weight: int, total: int) -> int:
 
 
 def weight_at(steps: list[Step], index: int) -> int:
-    """The weight in force at step `index`: the last setWeight at or before it."""
+    """The canary's weight in force at step `index`: the last setWeight at or before it.
+
+    setWeight 100 means "promote", which replaces stable's image rather than
+    growing the canary, so it never counts as a canary weight.
+    """
     for step in reversed(steps[: index + 1]):
-        if step.set_weight is not None:
+        if step.set_weight is not None and step.set_weight < 100:
             return step.set_weight
     return 0

@@ -1,0 +1,350 @@
+"""Kubernetes I/O for the controller: read Deployments and pods, apply actions, write status.
+
+Calls go through the official client and are retried with bounded backoff
+(tenacity) on transient errors: connection failures, 429 and 5xx. A 409 on
+status is not retried here: it means our read is stale, and the runtime
+reconciles again from a fresh read.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from controller.adapters.ports import StatusConflict
+from controller.api.spec import GROUP, KIND, PLURAL, VERSION, CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import (
+    Action,
+    DeleteCanary,
+    RecordEvent,
+    ScaleCanary,
+    ScaleStable,
+    UpdateStable,
+)
+from controller.engine.observations import CanaryPods, DeploymentView
+
+TRACK_LABEL = "canary.dev/track"
+RELEASE_LABEL = "canary.dev/release"
+COMMAND_ANNOTATION = "canary.dev/command"
+COMPONENT = "canary-controller"
+
+T = TypeVar("T")
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429, 500, 502, 503, 504)
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+_retrying = retry(
+    retry=retry_if_exception(_transient),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.2, max=3.0),
+    reraise=True,
+)
+
+
+def canary_name(target: str) -> str:
+    return f"{target}-canary"[:253]
+
+
+def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return _retrying(fn)(*args, **kwargs)
+
+
+def _container_index(containers: list[dict[str, Any]], name: str | None) -> int:
+    if name is None:
+        return 0
+    for i, container in enumerate(containers):
+        if container.get("name") == name:
+            return i
+    raise LookupError(f"container {name!r} not found in the pod template")
+
+
+def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentView:
+    spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
+    containers = spec["template"]["spec"]["containers"]
+    strategy = spec.get("strategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    is_rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
+    return DeploymentView(
+        name=obj["metadata"]["name"],
+        replicas=int(spec.get("replicas", 1)),
+        image=containers[_container_index(containers, container)]["image"],
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        generation=int(obj["metadata"].get("generation") or 1),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        max_unavailable=str(rolling.get("maxUnavailable", "25%")) if is_rolling else None,
+        max_surge=str(rolling.get("maxSurge", "25%")) if is_rolling else None,
+    )
+
+
+class KubernetesCluster:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+        self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    # -- reading ---------------------------------------------------------
+
+    def read_release(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                _call(
+                    self._custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def _read_deployment_raw(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = _call(self._apps.read_namespaced_deployment, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], self._api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
+    def read_deployment(
+        self, namespace: str, name: str, container: str | None
+    ) -> DeploymentView | None:
+        raw = self._read_deployment_raw(namespace, name)
+        return None if raw is None else deployment_view(raw, container)
+
+    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
+        selector = f"{RELEASE_LABEL}={release},{TRACK_LABEL}=canary"
+        pods = _call(self._core.list_namespaced_pod, namespace, label_selector=selector)
+        looping: list[str] = []
+        restarts = 0
+        for pod in pods.items:
+            for cs in (pod.status and pod.status.container_statuses) or []:
+                restarts = max(restarts, cs.restart_count or 0)
+                waiting = cs.state.waiting if cs.state is not None else None
+                if waiting is not None and waiting.reason == "CrashLoopBackOff":
+                    looping.append(str(pod.metadata.name if pod.metadata else "?"))
+        return CanaryPods(crash_looping=tuple(sorted(set(looping))), max_restarts=restarts)
+
+    # -- writing ---------------------------------------------------------
+
+    def write_status(
+        self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
+    ) -> None:
+        """Replace the status subresource, guarded by resourceVersion (optimistic concurrency)."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        try:
+            _call(
+                self._custom.replace_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict(f"{namespace}/{name} changed since it was read") from exc
+            raise
+
+    def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None:
+        namespace = release["metadata"]["namespace"]
+        target = spec.target_ref.name
+        match action:
+            case ScaleCanary(image=image, replicas=replicas):
+                self._ensure_canary(release, spec, image, replicas)
+            case ScaleStable(replicas=replicas):
+                _call(
+                    self._apps.patch_namespaced_deployment,
+                    target,
+                    namespace,
+                    {"spec": {"replicas": replicas}},
+                )
+            case UpdateStable():
+                self._update_stable(namespace, spec, action)
+            case DeleteCanary():
+                self._delete_canary(namespace, target)
+            case RecordEvent():
+                self.record_event(release, action)
+
+    def _ensure_canary(
+        self, release: dict[str, Any], spec: CanaryReleaseSpec, image: str, replicas: int
+    ) -> None:
+        namespace = release["metadata"]["namespace"]
+        name = canary_name(spec.target_ref.name)
+        existing = self._read_deployment_raw(namespace, name)
+        if existing is None:
+            stable = self._read_deployment_raw(namespace, spec.target_ref.name)
+            if stable is None:
+                raise LookupError(f"target Deployment {spec.target_ref.name} disappeared")
+            body = canary_manifest(release, spec, stable, image, replicas)
+            try:
+                _call(self._apps.create_namespaced_deployment, namespace, body)
+            except ApiException as exc:
+                if exc.status != 409:  # created by an earlier, interrupted attempt
+                    raise
+            return
+        containers = existing["spec"]["template"]["spec"]["containers"]
+        index = _container_index(containers, spec.release.container)
+        patch = [
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+            {
+                "op": "replace",
+                "path": f"/spec/template/spec/containers/{index}/image",
+                "value": image,
+            },
+        ]
+        _call(self._apps.patch_namespaced_deployment, name, namespace, patch)
+
+    def _update_stable(self, namespace: str, spec: CanaryReleaseSpec, action: UpdateStable) -> None:
+        name = spec.target_ref.name
+        current = self._read_deployment_raw(namespace, name)
+        if current is None:
+            raise LookupError(f"target Deployment {name} disappeared")
+        containers = current["spec"]["template"]["spec"]["containers"]
+        index = _container_index(containers, spec.release.container)
+        patch: list[dict[str, Any]] = [
+            {"op": "replace", "path": "/spec/replicas", "value": action.replicas},
+            {
+                "op": "replace",
+                "path": f"/spec/template/spec/containers/{index}/image",
+                "value": action.image,
+            },
+        ]
+        if action.max_unavailable is not None and action.max_surge is not None:
+            rolling = {
+                "maxUnavailable": _int_or_string(action.max_unavailable),
+                "maxSurge": _int_or_string(action.max_surge),
+            }
+            patch.append(
+                {
+                    "op": "add",
+                    "path": "/spec/strategy",
+                    "value": {"type": "RollingUpdate", "rollingUpdate": rolling},
+                }
+            )
+        _call(self._apps.patch_namespaced_deployment, name, namespace, patch)
+
+    def _delete_canary(self, namespace: str, target: str) -> None:
+        try:
+            _call(
+                self._apps.delete_namespaced_deployment,
+                canary_name(target),
+                namespace,
+                propagation_policy="Background",
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+        meta = release["metadata"]
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=event.reason,
+            message=event.message[:1024],
+            type=event.type,
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=COMPONENT,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        _call(self._core.create_namespaced_event, meta["namespace"], body)
+
+
+def _int_or_string(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def canary_manifest(
+    release: dict[str, Any],
+    spec: CanaryReleaseSpec,
+    stable: dict[str, Any],
+    image: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """The canary Deployment: the target's pod template with the new image and a track label.
+
+    It is owned by the CanaryRelease, so deleting the release removes it, and it
+    rolls with maxUnavailable 0 so a superseding tag never dips its capacity.
+    """
+    meta = release["metadata"]
+    name = canary_name(spec.target_ref.name)
+    template = copy.deepcopy(stable["spec"]["template"])
+    labels = {
+        **(template.get("metadata", {}).get("labels") or {}),
+        TRACK_LABEL: "canary",
+        RELEASE_LABEL: meta["name"],
+    }
+    template.setdefault("metadata", {})["labels"] = labels
+    containers = template["spec"]["containers"]
+    containers[_container_index(containers, spec.release.container)]["image"] = image
+    selector = copy.deepcopy(stable["spec"]["selector"])
+    selector.setdefault("matchLabels", {}).update({TRACK_LABEL: "canary"})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {TRACK_LABEL: "canary", RELEASE_LABEL: meta["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": selector,
+            "template": template,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+        },
+    }

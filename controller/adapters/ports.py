@@ -1,0 +1,50 @@
+"""The seams between the engine's world and real systems, one per external system.
+
+The runtime and replay talk only to these protocols; the Kubernetes and
+Prometheus adapters implement them, and tests can substitute in-memory ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import Action, RecordEvent
+from controller.engine.observations import CanaryPods, DeploymentView
+
+
+class QueryRejected(Exception):
+    """Prometheus answered, and said the query is wrong: a configuration error."""
+
+
+class MetricsUnreachable(Exception):
+    """Prometheus did not answer: the analysis holds, it never fails on this."""
+
+
+class StatusConflict(Exception):
+    """Someone else wrote the object since we read it; reconcile again from a fresh read."""
+
+
+class MetricsSource(Protocol):
+    def query(self, promql: str, at: datetime) -> float | None:
+        """One instant value (None for no data); raises QueryRejected or MetricsUnreachable."""
+
+
+class Cluster(Protocol):
+    def read_release(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def read_deployment(
+        self, namespace: str, name: str, container: str | None
+    ) -> DeploymentView | None: ...
+
+    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods: ...
+
+    def write_status(
+        self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
+    ) -> None: ...
+
+    def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None: ...
+
+    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None: ...

@@ -1,0 +1,98 @@
+"""Prometheus through prometheus-api-client, at an explicit evaluation time.
+
+The explicit time is what lets replay and tests evaluate the same queries
+against recorded history. Transport failures are retried with bounded
+backoff (tenacity); a rejected query is not retried, because it will not
+get better by asking again.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from urllib3.util.retry import Retry
+
+from controller.adapters.ports import MetricsUnreachable, QueryRejected
+
+
+class _TransientError(Exception):
+    """A 5xx or 429 from Prometheus: worth another try."""
+
+
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, _TransientError)
+
+
+class PrometheusSource:
+    def __init__(self, address: str, *, timeout_s: int = 5, attempts: int = 3) -> None:
+        self.address = address.rstrip("/")
+        self._client = PrometheusConnect(
+            url=self.address, disable_ssl=True, retry=Retry(total=0), timeout=timeout_s
+        )
+        self._attempts = attempts
+
+    def query(self, promql: str, at: datetime) -> float | None:
+        try:
+            result = self._query_with_retries(promql, at)
+        except _TRANSIENT as exc:
+            raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
+        return _single_value(result)
+
+    def _query_with_retries(self, promql: str, at: datetime) -> Any:
+        @retry(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        )
+        def attempt() -> Any:
+            try:
+                return self._client.custom_query(promql, params={"time": at.timestamp()})
+            except PrometheusApiClientException as exc:
+                text = str(exc)
+                if "HTTP Status Code 4" in text and "Code 429" not in text:
+                    raise QueryRejected(_prometheus_error(text)) from exc
+                raise _TransientError(text) from exc
+
+        return attempt()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _single_value(result: Any) -> float | None:
+    """A query must reduce to one number per track; more series is a configuration error."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return float(result[1])  # scalar result: [timestamp, "value"]
+    if not result:
+        return None
+    if len(result) > 1:
+        labels = ", ".join(str(r.get("metric", {})) for r in result[:3])
+        raise QueryRejected(
+            f"query returned {len(result)} series ({labels}); wrap it in sum() or similar"
+        )
+    value = float(result[0]["value"][1])
+    return None if math.isnan(value) else value
+
+
+def _prometheus_error(text: str) -> str:
+    """Pull Prometheus' own error sentence out of the client's exception text."""
+    marker = '"error":"'
+    if marker in text:
+        return text.split(marker, 1)[1].split('"', 1)[0]
+    return text
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,110 @@
+"""One reconciliation: observe, decide, write status, act.
+
+Level-triggered and idempotent: it reads everything it needs, so it may run
+any number of times, from a timer or from a watch event, and after a crash.
+Status is written before the actions so that a decision is never acted on
+unless it was recorded; a 409 means a newer object exists and the caller
+simply reconciles again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from controller.adapters.kubernetes import COMMAND_ANNOTATION, canary_name
+from controller.adapters.ports import Cluster, MetricsSource
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import Action, RecordEvent
+from controller.engine.analysis import analysis_due
+from controller.engine.decide import decide, reject_spec
+from controller.engine.observations import CanaryPods, Observed
+from controller.runtime.measuring import measure
+
+log = structlog.get_logger("controller.reconcile")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: str
+    actions: tuple[Action, ...]
+    wrote_status: bool
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """`spec.steps.1: each step must ...`, one problem per clause, for status and CLI."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"spec.{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def reconcile(
+    cluster: Cluster,
+    metrics_for: Callable[[str], MetricsSource],
+    namespace: str,
+    name: str,
+    now: datetime,
+) -> Outcome | None:
+    release = cluster.read_release(namespace, name)
+    if release is None:
+        return None
+    meta = release["metadata"]
+    generation = int(meta.get("generation") or 1)
+    status = CanaryReleaseStatus.model_validate(release.get("status") or {})
+    try:
+        spec = CanaryReleaseSpec.model_validate(release.get("spec") or {})
+    except ValidationError as exc:
+        new_status, actions = reject_spec(status, describe_validation_error(exc), generation, now)
+        return _commit(cluster, release, None, status, new_status, actions)
+
+    structlog.contextvars.bind_contextvars(
+        release=f"{namespace}/{name}", tag=spec.release.tag, step=status.current_step_index
+    )
+    container = spec.release.container
+    try:
+        target = cluster.read_deployment(namespace, spec.target_ref.name, container)
+        canary = cluster.read_deployment(namespace, canary_name(spec.target_ref.name), container)
+    except LookupError as exc:
+        new_status, actions = reject_spec(status, str(exc), generation, now)
+        return _commit(cluster, release, None, status, new_status, actions)
+    pods = cluster.read_canary_pods(namespace, name) if canary is not None else CanaryPods()
+    measurements = None
+    if spec.analysis is not None and analysis_due(spec, status, now):
+        source = metrics_for(spec.analysis.prometheus.address)
+        measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
+    command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
+    observed = Observed(target, canary, pods, measurements, command, generation)
+    new_status, actions = decide(spec, status, observed, now)
+    return _commit(cluster, release, spec, status, new_status, actions)
+
+
+def _commit(
+    cluster: Cluster,
+    release: dict[str, Any],
+    spec: CanaryReleaseSpec | None,
+    old: CanaryReleaseStatus,
+    new: CanaryReleaseStatus,
+    actions: list[Action],
+) -> Outcome:
+    meta = release["metadata"]
+    changed = new != old
+    if changed:
+        cluster.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new)
+    if new.phase != old.phase:
+        log.info("phase changed", old=old.phase, new=new.phase, reason=new.reason)
+    for action in actions:
+        log.info("action", action=type(action).__name__, detail=repr(action))
+        if isinstance(action, RecordEvent):
+            cluster.record_event(release, action)
+        elif spec is not None:
+            cluster.apply(release, spec, action)
+    return Outcome(new.phase, tuple(actions), changed)

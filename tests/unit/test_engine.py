@@ -1,0 +1,254 @@
+"""The decision engine over simulated timelines: each test tells one on-call story."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import RecordEvent, ScaleCanary
+from controller.engine.decide import decide, reject_spec, tag_of
+from controller.engine.observations import DeploymentView, Measurement, Observed
+from tests.unit.world import World, breaking_at, healthy, make_spec
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+STEPS = [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]
+
+
+def _world(metric=healthy, **kwargs) -> World:  # type: ignore[no-untyped-def]
+    spec = kwargs.pop("spec", None) or make_spec(steps=STEPS)
+    return World(spec=spec, metric=metric, start=T0, **kwargs)
+
+
+def _events(world: World) -> list[str]:
+    return [
+        a.reason for _, _, actions, _ in world.log for a in actions if isinstance(a, RecordEvent)
+    ]
+
+
+def test_healthy_release_is_promoted_and_remembered() -> None:
+    world = _world()
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "Succeeded"
+    assert status.stable_tag == "v2" and status.previous_stable_tag == "v1"
+    assert world.stable.image == "registry.example.com/app:v2"
+    assert world.stable.replicas == 10 and world.canary is None
+    assert [(h.tag, h.outcome) for h in status.history] == [("v2", "Succeeded")]
+    assert min(cap for *_, cap in world.log) >= 10
+    assert _events(world)[:2] == ["ReleaseStarted", "StepAdvanced"]
+    # the stable Deployment's own rolling-update settings are restored afterwards
+    assert (world.stable.max_unavailable, world.stable.max_surge) == ("25%", "25%")
+    assert status.saved_strategy is None
+
+
+def test_canary_gets_ten_percent_of_pods_then_waits_the_pause() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=30), every=timedelta(seconds=30))
+    assert world.status.phase == "Paused"
+    assert world.status.current_step_index == 1
+    assert world.canary is not None and world.canary.replicas == 1
+    assert world.stable.replicas == 9
+    assert world.status.canary_weight == 10
+
+
+def test_breach_rolls_back_with_metric_value_bound_and_query() -> None:
+    world = _world(metric=breaking_at(T0 + timedelta(minutes=20)))
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "RolledBack" and status.reason == "MetricBreach"
+    assert "error-rate" in (status.message or "")
+    assert "0.2 > max 0.05" in (status.message or "")
+    assert 'track="canary"' in (status.message or "")
+    assert world.canary is None and world.stable.replicas == 10
+    assert world.stable.image == "registry.example.com/app:v1"
+    assert min(cap for *_, cap in world.log) >= 10
+    assert [(h.tag, h.outcome) for h in status.history] == [("v2", "RolledBack")]
+    # detected at the first analysis after the breach
+    rolled = next(t for t, s, *_ in world.log if s.phase == "RolledBack")
+    assert rolled - (T0 + timedelta(minutes=20)) <= timedelta(minutes=1, seconds=30)
+
+
+def test_rolled_back_tag_is_not_retried_by_itself_but_retry_does() -> None:
+    world = _world(metric=breaking_at(T0))
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack"
+    world.metric = healthy
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack" and world.canary is None
+    world.command = "retry 1"
+    world.start = T0 + timedelta(hours=1)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded"
+    assert [h.outcome for h in world.status.history] == ["RolledBack", "Succeeded"]
+
+
+def test_ratio_against_stable_catches_a_relative_regression() -> None:
+    def metric(_: str, track: str, now: datetime) -> float:
+        return 0.03 if track == "canary" else 0.01
+
+    world = _world(metric=metric)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.reason == "MetricBreach"
+    assert "0.03 > 2 x stable 0.01" in (world.status.message or "")
+
+
+def test_no_data_holds_and_never_promotes() -> None:
+    world = _world(metric=lambda *_: None)
+    world.run(until=timedelta(hours=3), every=timedelta(minutes=1))
+    assert world.status.phase == "Paused"
+    assert world.status.reason == "AwaitingAnalysis"
+    assert world.status.metrics[0].verdict == "inconclusive"
+    assert world.stable.image.endswith(":v1")
+
+
+def test_no_data_fail_policy_rolls_back() -> None:
+    spec = make_spec(steps=STEPS, no_data="fail")
+    world = _world(metric=lambda *_: None, spec=spec)
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack"
+    assert "no data" in (world.status.message or "")
+
+
+def test_crash_looping_canary_is_a_breach() -> None:
+    world = _world(crash_looping=True)
+    world.run(until=timedelta(minutes=2), every=timedelta(seconds=10))
+    assert world.status.reason == "CanaryCrashLooping"
+    assert world.canary is None
+
+
+def test_canary_never_ready_is_a_breach_after_the_deadline() -> None:
+    world = _world(ready_delay=timedelta(hours=5))
+    world.run(until=timedelta(minutes=9), every=timedelta(seconds=30))
+    assert world.status.phase == "Progressing"
+    world.start = T0 + timedelta(minutes=9, seconds=30)
+    world.run(until=timedelta(minutes=2), every=timedelta(seconds=30))
+    assert world.status.reason == "CanaryNotReady"
+    assert "0/1 canary pods Ready after 10m" in (world.status.message or "")
+
+
+def test_pause_and_resume_keep_the_step_clock_honest() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    started = world.status.step_started_at
+    assert started is not None
+    world.command = "pause 1"
+    world.start = T0 + timedelta(minutes=5, seconds=30)
+    world.run(until=timedelta(hours=2), every=timedelta(minutes=1))
+    assert world.status.phase == "Paused" and world.status.paused_at is not None
+    assert world.status.current_step_index == 1
+    world.command = "resume 1"
+    world.start = T0 + timedelta(hours=2, minutes=6)
+    world.tick(world.start)
+    assert world.status.paused_at is None
+    # two hours paused are not counted: the pause step still has time left
+    assert world.status.step_started_at is not None
+    assert world.status.step_started_at > started + timedelta(hours=1)
+
+
+def test_promote_skips_the_pause_and_abort_rolls_back() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    assert world.status.current_step_index == 1
+    world.command = "promote a"
+    world.start = T0 + timedelta(minutes=5, seconds=30)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded"
+
+    other = _world()
+    other.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    other.command = "abort now"
+    other.start = T0 + timedelta(minutes=5, seconds=30)
+    other.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    assert other.status.phase == "RolledBack" and other.status.reason == "Aborted"
+    assert other.status.history[-1].outcome == "Aborted"
+
+
+def test_a_command_is_handled_once() -> None:
+    world = _world()
+    world.command = "bogus 1"
+    world.run(until=timedelta(minutes=3), every=timedelta(seconds=30))
+    assert _events(world).count("CommandIgnored") == 1
+    assert world.status.last_command == "bogus 1"
+
+
+def test_new_tag_supersedes_a_running_canary() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    world.spec = make_spec(steps=STEPS, tag="v3")
+    world.start = T0 + timedelta(minutes=5, seconds=30)
+    world.run(until=timedelta(hours=3), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.stable_tag == "v3"
+    assert [(h.tag, h.outcome) for h in world.status.history] == [
+        ("v2", "Superseded"),
+        ("v3", "Succeeded"),
+    ]
+    assert min(cap for *_, cap in world.log) >= 10
+
+
+def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
+    spec = make_spec(steps=STEPS)
+    status = CanaryReleaseStatus()
+    target = DeploymentView("app", 10, "registry.example.com/app:v1", 10, 10, 10)
+    status, _ = decide(spec, status, Observed(target), T0)
+    assert status.phase == "Progressing"
+    down = tuple([Measurement("error-rate", None, None, "q", "connection refused", True)])
+    canary = DeploymentView("app-canary", 1, "registry.example.com/app:v2", 1, 1, 1)
+    events: list[str] = []
+    for minute in range(1, 13):
+        now = T0 + timedelta(minutes=minute)
+        observed = Observed(target, canary, measurements=down)
+        status, actions = decide(spec, status, observed, now)
+        events += [a.reason for a in actions if isinstance(a, RecordEvent)]
+    assert status.phase in ("Progressing", "Paused")
+    assert status.metrics[0].verdict == "inconclusive"
+    cond = next(c for c in status.conditions if c.type == "AnalysisAvailable")
+    assert (cond.status, cond.reason) == ("False", "PrometheusUnreachable")
+    assert events.count("PrometheusUnreachable") == 1
+    up = tuple([Measurement("error-rate", 0.01, 0.01, "q")])
+    status, _ = decide(spec, status, Observed(target, measurements=up), T0 + timedelta(minutes=20))
+    cond = next(c for c in status.conditions if c.type == "AnalysisAvailable")
+    assert cond.status == "True" and status.metrics[0].verdict == "pass"
+
+
+def test_rejected_query_is_an_error_not_a_breach() -> None:
+    spec = make_spec(steps=STEPS)
+    target = DeploymentView("app", 10, "registry.example.com/app:v1", 10, 10, 10)
+    status, _ = decide(spec, CanaryReleaseStatus(), Observed(target), T0)
+    bad = tuple([Measurement("error-rate", None, None, "sum(", "parse error")])
+    status, actions = decide(spec, status, Observed(target, measurements=bad), T0)
+    assert status.phase == "Progressing"
+    assert status.metrics[0].verdict == "error"
+    assert any(isinstance(a, RecordEvent) and a.reason == "QueryError" for a in actions)
+
+
+def test_missing_target_is_a_clear_status_and_recovers() -> None:
+    spec = make_spec(steps=STEPS)
+    status, actions = decide(spec, CanaryReleaseStatus(), Observed(None), T0)
+    assert (status.phase, status.reason) == ("Failed", "TargetNotFound")
+    assert "'app' not found" in (status.message or "")
+    assert [a.reason for a in actions if isinstance(a, RecordEvent)] == ["TargetNotFound"]
+    target = DeploymentView("app", 4, "registry.example.com/app:v1", 4, 4, 4)
+    status, actions = decide(spec, status, Observed(target), T0 + timedelta(minutes=1))
+    assert status.phase == "Progressing"
+    assert ScaleCanary("registry.example.com/app:v2", 1) in actions
+
+
+def test_invalid_spec_is_reported_once() -> None:
+    status, actions = reject_spec(CanaryReleaseStatus(), "spec.steps.0: bad", 3, T0)
+    assert (status.phase, status.reason, status.observed_generation) == ("Failed", "InvalidSpec", 3)
+    again, actions2 = reject_spec(status, "spec.steps.0: bad", 3, T0)
+    assert len(actions) == 1 and actions2 == [] and again == status
+
+
+def test_tag_of_recovers_tags_from_images() -> None:
+    assert tag_of("r.example.com/app:{tag}", "r.example.com/app:v2.4.1") == "v2.4.1"
+    assert tag_of("r.example.com/app:{tag}-slim", "r.example.com/app:v2-slim") == "v2"
+    assert tag_of("r.example.com/app:{tag}", "other/app:v2") is None
+
+
+def test_current_image_matching_the_tag_is_adopted_without_a_canary() -> None:
+    spec = make_spec(steps=STEPS, tag="v1")
+    target = DeploymentView("app", 3, "registry.example.com/app:v1", 3, 3, 3)
+    status, actions = decide(spec, CanaryReleaseStatus(), Observed(target), T0)
+    assert status.phase == "Idle" and status.stable_tag == "v1"
+    assert not [a for a in actions if not isinstance(a, RecordEvent)]
