@@ -479,7 +479,7 @@ def kwok_stages() -> list[dict[str, Any]]:
         _pod_stage(
             "canary-pod-crash-loop-restart",
             [_behavior("crash-loop"), _NOT_DELETED, _RUNNING, _expr(".status.podIP", "Exists")],
-            {"statusTemplate": _POD_CRASH_LOOP},
+            crash,
             weight=1,
             delay={"durationMilliseconds": 5000, "jitterDurationMilliseconds": 8000},
         ),

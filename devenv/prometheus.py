@@ -120,6 +120,7 @@ class PrometheusServer:
         data_dir: pathlib.Path | str,
         scrape_targets_file: pathlib.Path | str | None = None,
         scrape_interval: str = "1s",
+        port: int | None = None,
     ) -> PrometheusServer:
         """Start Prometheus with its config in ``data_dir`` and TSDB in ``data_dir/tsdb``.
 
@@ -137,17 +138,21 @@ class PrometheusServer:
         last_error: Exception | None = None
         for _ in range(_START_ATTEMPTS):
             try:
-                return cls._start_once(data_dir, config_file, targets_file)
+                return cls._start_once(data_dir, config_file, targets_file, port)
             except PrometheusError as exc:
                 last_error = exc
         raise PrometheusError(f"prometheus did not start: {last_error}")
 
     @classmethod
     def _start_once(
-        cls, data_dir: pathlib.Path, config_file: pathlib.Path, targets_file: pathlib.Path
+        cls,
+        data_dir: pathlib.Path,
+        config_file: pathlib.Path,
+        targets_file: pathlib.Path,
+        port: int | None = None,
     ) -> PrometheusServer:
-        """One start attempt on a fresh port; cleans up the process on failure."""
-        port = free_port()
+        """One start attempt (on a fresh port unless one is given); cleans up on failure."""
+        port = port or free_port()
         log_path = data_dir / "prometheus.log"
         args = [
             PROMETHEUS_BIN,

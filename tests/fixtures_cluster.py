@@ -51,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def k8s(cluster: LocalCluster) -> Iterator[client.ApiClient]:
     """An API client bound to the session cluster only (no global config)."""
-    api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield api
     finally:

@@ -1,0 +1,256 @@
+"""The canary controller as a process against the real control plane and Prometheus."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from devenv.prometheus import PrometheusServer
+from devenv.traffic import TrafficSimulator
+from tests.e2e.conftest import ControllerFactory
+from tests.e2e.helpers import CapacityWatch, Releases, release, wait_for
+
+IMAGE = "registry.example.com/payments:{}"
+
+
+def _healthy_traffic(traffic: TrafficSimulator, namespace: str, app: str = "payments") -> None:
+    traffic.set_rate(namespace, app, "stable", rps=50, error_ratio=0.002)
+    traffic.set_rate(namespace, app, "canary", rps=50, error_ratio=0.002)
+
+
+def _image_of(releases: Releases, name: str) -> str:
+    dep = releases.deployment(name)
+    assert dep is not None
+    containers = dep.spec.template.spec.containers
+    return next(c.image for c in containers if c.name == "app")
+
+
+def test_healthy_release_goes_from_ten_percent_to_full(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    _healthy_traffic(traffic, namespace)
+    releases.create_deployment("payments", 10, IMAGE.format("v1"))
+    releases.create(release("payments", "v1", prometheus.url))
+    controller(namespace)
+    status = releases.wait_phase("payments", "Idle", timeout=30)
+    assert status["stableTag"] == "v1"
+
+    with CapacityWatch(releases, "payments") as capacity:
+        releases.set_tag("payments", "v2")
+        wait_for(lambda: releases.deployment("payments-canary"), 30, "canary Deployment")
+        paused = releases.wait_phase("payments", "Paused", timeout=60)
+        assert paused["canaryWeight"] == 10 and paused["canaryTag"] == "v2"
+        canary = releases.deployment("payments-canary")
+        assert canary is not None and canary.spec.replicas == 1
+        assert _image_of(releases, "payments-canary") == IMAGE.format("v2")
+        assert canary.spec.template.metadata.labels["canary.dev/track"] == "canary"
+        stable = releases.deployment("payments")
+        assert stable is not None and stable.spec.replicas == 9
+        done = releases.wait_phase("payments", "Succeeded", timeout=120)
+
+    assert _image_of(releases, "payments") == IMAGE.format("v2")
+    wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
+    stable = releases.deployment("payments")
+    assert stable is not None and stable.spec.replicas == 10
+    assert done["stableTag"] == "v2" and done["previousStableTag"] == "v1"
+    assert [(h["tag"], h["outcome"]) for h in done["history"]] == [("v2", "Succeeded")]
+    assert all(m["verdict"] == "pass" for m in done["metrics"])
+    assert min(capacity.samples) >= 10, f"capacity dipped: {min(capacity.samples)}"
+    reasons = releases.event_reasons("payments")
+    assert {"ReleaseStarted", "StepAdvanced", "Promoting", "Promoted"} <= set(reasons)
+
+
+def test_error_regression_rolls_back_and_says_why(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    _healthy_traffic(traffic, namespace)
+    releases.create_deployment("payments", 10, IMAGE.format("v1"))
+    body = release(
+        "payments",
+        "v1",
+        prometheus.url,
+        steps=[{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 100}],
+    )
+    releases.create(body)
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    with CapacityWatch(releases, "payments") as capacity:
+        releases.set_tag("payments", "v2")
+        releases.wait_phase("payments", "Paused", timeout=60)
+        traffic.set_rate(namespace, "payments", "canary", rps=50, error_ratio=0.4)
+        status = releases.wait_phase("payments", "RolledBack", timeout=60)
+        wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
+
+    assert status["reason"] == "MetricBreach"
+    message = status["message"]
+    assert "metric error-rate" in message and "> max 0.05" in message
+    assert "http_request_errors_total" in message and 'track="canary"' in message
+    breach = next(m for m in status["metrics"] if m["name"] == "error-rate")
+    assert breach["verdict"] == "fail" and breach["canaryValue"] > 0.05
+    assert _image_of(releases, "payments") == IMAGE.format("v1")
+    stable = releases.deployment("payments")
+    assert stable is not None and stable.spec.replicas == 10
+    assert min(capacity.samples) >= 10, f"capacity dipped: {min(capacity.samples)}"
+    assert status["history"][-1]["outcome"] == "RolledBack"
+    assert "RolledBack" in releases.event_reasons("payments")
+    # the same tag is not retried by itself
+    time.sleep(3)
+    assert releases.status("payments")["phase"] == "RolledBack"
+    assert releases.deployment("payments-canary") is None
+
+
+def test_killed_during_pause_resumes_the_same_step(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    _healthy_traffic(traffic, namespace)
+    releases.create_deployment("payments", 4, IMAGE.format("v1"))
+    steps = [{"setWeight": 25}, {"pause": {"duration": "25s"}}, {"setWeight": 100}]
+    releases.create(release("payments", "v1", prometheus.url, steps=steps))
+    first = controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    releases.set_tag("payments", "v2")
+    paused = releases.wait_phase("payments", "Paused", timeout=60)
+    started = paused["stepStartedAt"]
+    time.sleep(3)
+    first.kill()
+    time.sleep(8)  # the step's clock keeps running while nobody watches
+    controller(namespace)
+    time.sleep(4)
+    after = releases.status("payments")
+    assert after["currentStepIndex"] == 1 and after["stepStartedAt"] == started
+    done = releases.wait_phase("payments", "Succeeded", timeout=90)
+    promoted_at = datetime.fromisoformat(done["history"][-1]["finishedAt"])
+    step_start = datetime.fromisoformat(started)
+    # resumed, not restarted: promotion comes ~25s after the original step start,
+    # well before 25s after the restart (which was >11s later)
+    assert (promoted_at - step_start).total_seconds() < 25 + 11
+
+
+def test_prometheus_down_holds_then_carries_on(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    _healthy_traffic(traffic, namespace)
+    own = PrometheusServer.start(tmp_path / "prom")
+    own.add_target(traffic.address, {"source": "traffic-simulator"})
+    own.wait_for_target(traffic.address)
+    try:
+        releases.create_deployment("payments", 4, IMAGE.format("v1"))
+        steps = [{"setWeight": 25}, {"pause": {"duration": "5s"}}, {"setWeight": 100}]
+        body = release("payments", "v1", own.url, steps=steps, unreachable_deadline="3s")
+        releases.create(body)
+        controller(namespace)
+        releases.wait_phase("payments", "Idle", timeout=30)
+        port = own.port
+        own.stop()
+        releases.set_tag("payments", "v2")
+
+        def unreachable_condition() -> dict[str, str] | None:
+            conditions = releases.status("payments").get("conditions", [])
+            return next(
+                (
+                    c
+                    for c in conditions
+                    if c["type"] == "AnalysisAvailable" and c["reason"] == "PrometheusUnreachable"
+                ),
+                None,
+            )
+
+        cond = wait_for(unreachable_condition, 60, "PrometheusUnreachable condition")
+        assert cond["status"] == "False" and "unreachable" in cond["message"]
+        time.sleep(8)  # the pause is long over: still no promotion, no rollback
+        held = releases.status("payments")
+        assert held["phase"] == "Paused" and held["reason"] == "AwaitingAnalysis"
+        assert _image_of(releases, "payments") == IMAGE.format("v1")
+        assert "PrometheusUnreachable" in releases.event_reasons("payments")
+
+        own = PrometheusServer.start(tmp_path / "prom", port=port)
+        done = releases.wait_phase("payments", "Succeeded", timeout=90)
+        assert done["stableTag"] == "v2"
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"steps": [{"scale": 3}]}, "each step must set exactly one of setWeight or pause"),
+        ({"steps": [{"setWeight": 120}]}, "should be less than or equal to 100"),
+        ({"steps": [{"pause": {"duration": "ten minutes"}}]}, "should match"),
+    ],
+)
+def test_invalid_release_is_rejected_by_the_apiserver(
+    releases: Releases, patch: dict[str, object], message: str
+) -> None:
+    body = release("payments", "v1", None)
+    body["spec"].update(patch)
+    with pytest.raises(ApiException) as caught:
+        releases.create(body)
+    assert caught.value.status == 422
+    assert message in caught.value.body
+
+
+def test_missing_target_gives_a_clear_status(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    releases.create(release("ghost", "v2", None))
+    controller(namespace)
+    status = releases.wait_phase("ghost", "Failed", timeout=30)
+    assert status["reason"] == "TargetNotFound"
+    assert "'ghost' not found" in status["message"]
+    releases.create_deployment("ghost", 2, "registry.example.com/ghost:v1")
+    done = releases.wait_phase("ghost", "Succeeded", timeout=60)
+    assert done["stableTag"] == "v2"
+
+
+def test_two_namespaces_progress_independently(
+    k8s,
+    crd: str,
+    namespace: str,
+    controller: ControllerFactory,  # type: ignore[no-untyped-def]
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    from kubernetes import client
+
+    from tests.fixtures_cluster import namespace_name
+
+    other = namespace_name(request.node.name + "-b")
+    core = client.CoreV1Api(k8s)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        wait_for(lambda: core.read_namespaced_service_account("default", other), 30, "SA")
+        good, bad = Releases(k8s, namespace), Releases(k8s, other)
+        _healthy_traffic(traffic, namespace)
+        _healthy_traffic(traffic, other)
+        traffic.set_rate(other, "payments", "canary", rps=50, error_ratio=0.5)
+        for rel in (good, bad):
+            rel.create_deployment("payments", 4, IMAGE.format("v1"))
+            rel.create(release("payments", "v1", prometheus.url))
+        controller(namespace, other)
+        for rel in (good, bad):
+            rel.wait_phase("payments", "Idle", timeout=30)
+            rel.set_tag("payments", "v2")
+        assert good.wait_phase("payments", "Succeeded", timeout=120)["stableTag"] == "v2"
+        assert bad.wait_phase("payments", "RolledBack", timeout=60)["stableTag"] == "v1"
+    finally:
+        core.delete_namespace(other)
