@@ -1,4 +1,4 @@
-"""Run the controller as a real local process (`python -m controller run`), as tests and the demo do."""
+"""Run the controller as a real local process (`python -m controller run`) for tests and demo."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -204,8 +205,6 @@ class CapacityWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(ApiException):
                 self.samples.append(self.ready_pods())
-            except ApiException:
-                pass
             self._stop.wait(self.interval)

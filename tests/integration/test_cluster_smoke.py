@@ -250,6 +250,8 @@ def test_fail_label_fails_a_job(k8s: client.ApiClient, namespace: str) -> None:
         "Job doomed Failed",
     )
     assert j.status.failed == 1 and not j.status.succeeded
+    reasons = {c.type: c.reason for c in j.status.conditions}
+    assert reasons["Failed"] == "BackoffLimitExceeded"
     [pod] = pods(k8s, namespace, "job-name=doomed")
     assert pod.status.phase == "Failed"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 1
