@@ -6,39 +6,14 @@ import pathlib
 from collections.abc import Callable, Iterator
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from controller.api.crd import CRD_PATHS
 from devenv.cluster import LocalCluster
 from devenv.controller import ControllerProcess
-from tests.e2e.helpers import Releases, wait_for
+from devenv.install import install_crd
+from tests.e2e.helpers import Releases
 
 ControllerFactory = Callable[..., ControllerProcess]
-
-
-def install_crd(api: client.ApiClient) -> None:
-    """Create or replace the checked-in CRD, then wait until it is Established."""
-    ext = client.ApiextensionsV1Api(api)
-    body = yaml.safe_load(CRD_PATHS[0].read_text())
-    name = body["metadata"]["name"]
-    try:
-        ext.create_custom_resource_definition(body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        current = ext.read_custom_resource_definition(name)
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(name, body)
-
-    def established() -> bool:
-        crd = ext.read_custom_resource_definition(name)
-        return any(
-            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-        )
-
-    wait_for(established, 30, "CRD Established")
 
 
 @pytest.fixture(scope="session")
