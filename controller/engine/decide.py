@@ -260,7 +260,7 @@ def _breached_analysis(d: Decision) -> bool:
         return False
     message = (
         f"metric {breach.name}: {breach.reason} "
-        f"(query: {breach.query}; measured at {breach.measured_at.isoformat(timespec="seconds")})"
+        f"(query: {breach.query}; measured at {breach.measured_at.isoformat(timespec='seconds')})"
     )
     _roll_back(d, "MetricBreach", message)
     return True
