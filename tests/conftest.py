@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_cluster", "tests.fixtures_servers"]
+pytest_plugins = ["tests.fixtures_cluster", "tests.fixtures_servers", "tests.fixtures_controller"]
 
 _HERE = pathlib.Path(__file__).parent
 

@@ -237,6 +237,15 @@ class KubernetesCluster:
                 "value": action.image,
             },
         ]
+        if containers[index]["image"] != action.image:
+            # Pods roll anyway: label them as the stable track at no extra restart.
+            patch.append(
+                {
+                    "op": "add",
+                    "path": "/spec/template/metadata/labels/" + TRACK_LABEL.replace("/", "~1"),
+                    "value": "stable",
+                }
+            )
         if action.max_unavailable is not None and action.max_surge is not None:
             rolling = {
                 "maxUnavailable": _int_or_string(action.max_unavailable),

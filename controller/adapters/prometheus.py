@@ -8,6 +8,9 @@ get better by asking again.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import json
 import math
 from datetime import datetime
 from typing import Any
@@ -86,10 +89,15 @@ def _single_value(result: Any) -> float | None:
 
 
 def _prometheus_error(text: str) -> str:
-    """Pull Prometheus' own error sentence out of the client's exception text."""
-    marker = '"error":"'
-    if marker in text:
-        return text.split(marker, 1)[1].split('"', 1)[0]
+    """Pull Prometheus' own error sentence out of the client's exception text.
+
+    The client formats the body as a bytes repr: `HTTP Status Code 400 (b'{...}')`.
+    """
+    start = text.find("(b")
+    if start != -1:
+        with contextlib.suppress(ValueError, SyntaxError, json.JSONDecodeError):
+            body = ast.literal_eval(text[start + 1 : text.rindex(")")])
+            return str(json.loads(body).get("error", text))
     return text
 
 

@@ -254,3 +254,30 @@ def test_two_namespaces_progress_independently(
         assert bad.wait_phase("payments", "RolledBack", timeout=60)["stableTag"] == "v1"
     finally:
         core.delete_namespace(other)
+
+
+def test_crash_looping_canary_is_rolled_back(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    releases.create_deployment("payments", 4, IMAGE.format("v1"))
+    steps = [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
+    releases.create(release("payments", "v1", None, steps=steps))
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    releases.set_tag("payments", "v2")
+    wait_for(lambda: releases.deployment("payments-canary"), 30, "canary Deployment")
+    # make the canary's new pods crash-loop (kwok stage selected by this label)
+    releases.apps.patch_namespaced_deployment(
+        "payments-canary",
+        namespace,
+        {
+            "spec": {
+                "template": {"metadata": {"labels": {"kwok.canary.dev/behavior": "crash-loop"}}}
+            }
+        },
+    )
+    status = releases.wait_phase("payments", "RolledBack", timeout=90)
+    assert status["reason"] in ("CanaryCrashLooping", "CanaryRestarting")
+    assert "payments-canary" in status["message"] or "restarted" in status["message"]
+    wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
+    assert _image_of(releases, "payments") == IMAGE.format("v1")

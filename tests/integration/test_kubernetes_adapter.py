@@ -1,0 +1,109 @@
+"""The Kubernetes adapter against the real apiserver: status subresource, 409s, the canary clone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from kubernetes import client
+
+from controller.adapters.kubernetes import KubernetesCluster
+from controller.adapters.ports import StatusConflict
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus, HistoryEntry
+from controller.engine.actions import DeleteCanary, RecordEvent, ScaleCanary, UpdateStable
+from tests.e2e.helpers import Releases, release, wait_for
+
+pytestmark = pytest.mark.usefixtures("crd")
+
+
+@pytest.fixture
+def adapter(k8s: client.ApiClient) -> KubernetesCluster:
+    return KubernetesCluster(k8s)
+
+
+def test_status_round_trips_through_the_status_subresource(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    status = CanaryReleaseStatus(
+        phase="RolledBack",
+        stable_tag="v1",
+        canary_tag="v2",
+        reason="MetricBreach",
+        history=[HistoryEntry(tag="v2", outcome="RolledBack", reason="x", finished_at=now)],
+    )
+    adapter.write_status(namespace, "payments", obj["metadata"]["resourceVersion"], status)
+    again = adapter.read_release(namespace, "payments")
+    assert again is not None
+    assert CanaryReleaseStatus.model_validate(again["status"]) == status
+    # a write through the main resource does not touch status (subresource semantics)
+    releases.patch("payments", {"status": {"phase": "Idle"}})
+    assert releases.status("payments")["phase"] == "RolledBack"
+
+
+def test_stale_resource_version_is_a_conflict(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    releases.create(release("payments", "v1", None))
+    stale = adapter.read_release(namespace, "payments")
+    assert stale is not None
+    releases.set_tag("payments", "v2")  # someone else writes in between
+    with pytest.raises(StatusConflict):
+        adapter.write_status(
+            namespace, "payments", stale["metadata"]["resourceVersion"], CanaryReleaseStatus()
+        )
+
+
+def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    releases.create_deployment("payments", 4, "registry.example.com/payments:v1")
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    image = "registry.example.com/payments:v2"
+    adapter.apply(obj, spec, ScaleCanary(image, 1))
+    adapter.apply(obj, spec, ScaleCanary(image, 1))  # idempotent
+    canary = releases.deployment("payments-canary")
+    assert canary is not None and canary.spec.replicas == 1
+    assert canary.metadata.owner_references[0].uid == obj["metadata"]["uid"]
+    labels = canary.spec.template.metadata.labels
+    assert labels["canary.dev/track"] == "canary" and labels["app"] == "payments"
+    images = {c.name: c.image for c in canary.spec.template.spec.containers}
+    assert images == {"app": image, "sidecar": "registry.example.com/proxy:1.0"}
+    view = wait_for(
+        lambda: (
+            (v := adapter.read_deployment(namespace, "payments-canary", "app"))
+            and v.ready_replicas == 1
+            and v
+        ),
+        60,
+        "canary Ready",
+    )
+    assert view.image == image
+
+    adapter.apply(obj, spec, UpdateStable(image, 4, "0", "1"))
+    stable = releases.deployment("payments")
+    assert stable is not None
+    assert stable.spec.strategy.rolling_update.max_unavailable == 0
+    assert stable.spec.template.metadata.labels["canary.dev/track"] == "stable"
+    assert {c.name: c.image for c in stable.spec.template.spec.containers}["app"] == image
+
+    adapter.apply(obj, spec, DeleteCanary())
+    adapter.apply(obj, spec, DeleteCanary())  # already gone: fine
+    assert releases.deployment("payments-canary") is None
+    adapter.record_event(obj, RecordEvent("Warning", "RolledBack", "because"))
+    assert "RolledBack" in releases.event_reasons("payments")
+
+
+def test_missing_container_is_a_clear_error(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    releases.create_deployment("payments", 1, "registry.example.com/payments:v1")
+    with pytest.raises(LookupError, match="container 'web' not found"):
+        adapter.read_deployment(namespace, "payments", "web")

@@ -1,0 +1,120 @@
+"""The Prometheus adapter against a real Prometheus: values, errors, outages."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.adapters.ports import MetricsUnreachable, QueryRejected
+from controller.adapters.prometheus import PrometheusSource
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.runtime.measuring import measure
+from devenv.backfill import constant, openmetrics, request_series, with_step
+from devenv.prometheus import PrometheusServer, free_port
+from tests.fixtures_servers import BackfillFactory
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = START + timedelta(hours=24)
+BREACH = START + timedelta(hours=20)
+
+
+@pytest.fixture
+def history(backfilled_prometheus: BackfillFactory) -> PrometheusServer:
+    """24h of both tracks at 10 rps; the canary's errors jump from 0.5% to 20% at 20:00."""
+    s, e, b = START.timestamp(), END.timestamp(), BREACH.timestamp()
+    series = request_series(
+        "shop",
+        "payments",
+        "stable",
+        start=s,
+        end=e,
+        step_s=15,
+        rps=constant(10),
+        error_ratio=constant(0.005),
+    ) + request_series(
+        "shop",
+        "payments",
+        "canary",
+        start=s,
+        end=e,
+        step_s=15,
+        rps=constant(10),
+        error_ratio=with_step(constant(0.005), 0.195, b, e),
+    )
+    return backfilled_prometheus(openmetrics(series))
+
+
+RATIO = (
+    'sum(increase(http_request_errors_total{namespace="shop",track="%s"}[1h]))'
+    ' / sum(increase(http_requests_total{namespace="shop",track="%s"}[1h]))'
+)
+
+
+def test_query_at_an_explicit_time_reads_history(history: PrometheusServer) -> None:
+    source = PrometheusSource(history.url)
+    before = source.query(RATIO % ("canary", "canary"), BREACH - timedelta(minutes=5))
+    after = source.query(RATIO % ("canary", "canary"), BREACH + timedelta(hours=1))
+    stable = source.query(RATIO % ("stable", "stable"), BREACH + timedelta(hours=1))
+    assert before == pytest.approx(0.005, rel=1e-6)
+    assert after == pytest.approx(0.2, rel=1e-6)
+    assert stable == pytest.approx(0.005, rel=1e-6)
+
+
+def test_empty_and_nan_results_are_no_data(history: PrometheusServer) -> None:
+    source = PrometheusSource(history.url)
+    assert source.query('sum(http_requests_total{namespace="nowhere"})', END) is None
+    zero_by_zero = 'sum(increase(http_requests_total{namespace="shop"}[1h])) * 0 / 0'
+    assert source.query(zero_by_zero, END) is None
+
+
+def test_broken_promql_is_rejected_with_prometheus_own_words(history: PrometheusServer) -> None:
+    source = PrometheusSource(history.url)
+    with pytest.raises(QueryRejected, match="parse error"):
+        source.query("sum(rate(http_requests_total[5m]", END)
+
+
+def test_many_series_is_a_configuration_error(history: PrometheusServer) -> None:
+    source = PrometheusSource(history.url)
+    with pytest.raises(QueryRejected, match=r"returned 2 series .*wrap it in sum\(\)"):
+        source.query("sum by (track) (http_requests_total)", END)
+
+
+def test_unreachable_prometheus_fails_fast_and_clearly() -> None:
+    source = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=1, attempts=3)
+    began = time.monotonic()
+    with pytest.raises(MetricsUnreachable, match=r"127\.0\.0\.1"):
+        source.query("up", END)
+    assert time.monotonic() - began < 30  # bounded retries, not a hang
+
+
+def test_measure_renders_both_tracks_over_the_step_window(history: PrometheusServer) -> None:
+    spec = CanaryReleaseSpec.model_validate(
+        {
+            "targetRef": {"name": "payments"},
+            "release": {"tag": "v2", "image": "r/payments:{tag}"},
+            "analysis": {
+                "prometheus": {"address": history.url},
+                "metrics": [
+                    {
+                        "name": "error-rate",
+                        "query": 'sum(increase(http_request_errors_total{namespace="{{namespace}}",'
+                        'track="{{track}}"}[{{window}}])) / sum(increase(http_requests_total{'
+                        'namespace="{{namespace}}",track="{{track}}"}[{{window}}]))',
+                        "threshold": {"max": 0.01},
+                    }
+                ],
+            },
+        }
+    )
+    at = BREACH + timedelta(hours=2)
+    status = CanaryReleaseStatus(step_started_at=BREACH, phase="Paused", canary_tag="v2")
+    (result,) = measure(
+        PrometheusSource(history.url), spec, status, namespace="shop", name="payments", at=at
+    )
+    assert "[7200s]" in result.query and 'track="canary"' in result.query
+    assert result.canary == pytest.approx(0.2, rel=1e-6)
+    assert result.stable == pytest.approx(0.005, rel=1e-6)
+    assert result.error is None and not result.unreachable
