@@ -9,7 +9,8 @@ import structlog
 
 
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
+    # kopf reports every successful handler run at INFO; only problems are news.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
