@@ -56,8 +56,12 @@ def _structural(node: Any, defs: dict[str, Schema]) -> Any:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key == "examples":  # JSON Schema's list; OpenAPI v3.0 has a single example
+            out["example"] = value[0]
         elif key == "exclusiveMinimum":
             out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum":
+            out["maximum"], out["exclusiveMaximum"] = value, True
         elif key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
         else:
