@@ -31,6 +31,7 @@ from typing import Any
 import requests
 from kubernetes import client, watch
 from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
 
 from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.cluster import LocalCluster, resolve_bin_dir
@@ -105,15 +106,21 @@ class StatusWatcher(threading.Thread):
                 PLURAL,
                 timeout_seconds=30,
             )
-            for event in stream:
-                obj, now = event["object"], time.monotonic()
-                name, status = obj["metadata"]["name"], obj.get("status") or {}
-                for field in ("phase", "canaryTag", "stableTag"):
-                    value = str(status.get(field))
-                    self.seen.setdefault((name, field, value), now)
-                self.phases[name] = status.get("phase", "")
-                if self.stop_event.is_set():
-                    break
+            try:
+                self._consume(stream)
+            except ApiException:  # e.g. 504 "too large resource version": list again
+                time.sleep(1)
+
+    def _consume(self, stream: Any) -> None:
+        for event in stream:
+            obj, now = event["object"], time.monotonic()
+            name, status = obj["metadata"]["name"], obj.get("status") or {}
+            for field in ("phase", "canaryTag", "stableTag"):
+                value = str(status.get(field))
+                self.seen.setdefault((name, field, value), now)
+            self.phases[name] = status.get("phase", "")
+            if self.stop_event.is_set():
+                return
 
     def count(self, phase: str) -> int:
         return sum(1 for p in self.phases.values() if p == phase)
