@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN = $(shell hack/build-binaries.sh)
 
-.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds
+.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds \
+	helm-lint manifests
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -15,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed ## Python venv, Debian servers, and the control-plane binaries
+setup: $(VENV)/.installed ## Python venv, Debian servers, control-plane binaries, router CRDs
 	hack/install-system-deps.sh
 	hack/build-binaries.sh >/dev/null
+	hack/fetch-router-crds.sh >/dev/null
 
 binaries: ## Build (once, cached) kube-apiserver, etcd, kwok, helm and friends
 	hack/build-binaries.sh
@@ -43,7 +45,15 @@ kubeconfig: $(VENV)/.installed ## Print the local cluster's kubeconfig path
 crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models
 	$(PY) -m controller.api.crd --write
 
-lint: $(VENV)/.installed ## ruff and mypy --strict on controller/
+lint: $(VENV)/.installed helm-lint ## ruff and mypy --strict on controller/, plus helm-lint
 	$(VENV)/bin/ruff check controller devenv tests bench
 	$(VENV)/bin/ruff format --check controller
 	$(VENV)/bin/mypy controller
+
+helm-lint: $(VENV)/.installed ## helm lint the chart, hadolint the Dockerfile, check manifests/ is current
+	$(BIN)/helm lint --strict helm/canary-controller --kube-version 1.35.4
+	$(VENV)/bin/hadolint Dockerfile
+	HELM=$(BIN)/helm hack/render-manifests.sh --check
+
+manifests: ## Regenerate manifests/install.yaml from the Helm chart
+	HELM=$(BIN)/helm hack/render-manifests.sh

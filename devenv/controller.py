@@ -9,6 +9,8 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+from devenv.cluster import free_port
+
 
 class ControllerProcess:
     def __init__(
@@ -23,9 +25,16 @@ class ControllerProcess:
         self.namespaces = list(namespaces)
         self.extra_env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        #: /metrics, /healthz and /readyz; a free port, so parallel controllers never collide
+        self.metrics_port = free_port()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     def start(self) -> ControllerProcess:
-        args = [sys.executable, "-m", "controller", "run"]
+        args = [sys.executable, "-m", "controller", "run", "--metrics-address", "127.0.0.1"]
+        args += ["--metrics-port", str(self.metrics_port)]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         env = {

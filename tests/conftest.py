@@ -11,7 +11,12 @@ import pathlib
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_cluster", "tests.fixtures_servers", "tests.fixtures_controller"]
+pytest_plugins = [
+    "tests.fixtures_cluster",
+    "tests.fixtures_servers",
+    "tests.fixtures_controller",
+    "tests.fixtures_routers",
+]
 
 _HERE = pathlib.Path(__file__).parent
 

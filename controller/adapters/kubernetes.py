@@ -8,6 +8,7 @@ reconciles again from a fresh read.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,11 +19,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from controller.adapters.kubernetes_gates import create_hook_job
 from controller.adapters.ports import StatusConflict
+from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.spec import GROUP, KIND, PLURAL, VERSION, CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import (
     Action,
+    CreateHookJob,
     DeleteCanary,
     RecordEvent,
     ScaleCanary,
@@ -85,6 +89,7 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
         updated_replicas=int(status.get("updatedReplicas") or 0),
         generation=int(obj["metadata"].get("generation") or 1),
         observed_generation=int(status.get("observedGeneration") or 0),
+        status_replicas=int(status.get("replicas") or 0),
         max_unavailable=str(rolling.get("maxUnavailable", "25%")) if is_rolling else None,
         max_surge=str(rolling.get("maxSurge", "25%")) if is_rolling else None,
     )
@@ -146,6 +151,21 @@ class KubernetesCluster:
                     looping.append(str(pod.metadata.name if pod.metadata else "?"))
         return CanaryPods(crash_looping=tuple(sorted(set(looping))), max_restarts=restarts)
 
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None when the Secret or the key does not exist."""
+        try:
+            secret = _call(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 403:
+                raise PermissionError(f"not allowed to read Secret {namespace}/{name}") from exc
+            raise
+        encoded = (secret.data or {}).get(key)
+        if encoded is None:
+            return None
+        return base64.b64decode(encoded).decode("utf-8").strip()
+
     # -- writing ---------------------------------------------------------
 
     def write_status(
@@ -192,6 +212,10 @@ class KubernetesCluster:
                 self._delete_canary(namespace, target)
             case RecordEvent():
                 self.record_event(release, action)
+            case CreateHookJob():
+                refused = create_hook_job(self._api, release, spec, action)
+                if refused is not None:
+                    self.record_event(release, RecordEvent("Warning", "HookJobRefused", refused))
 
     def _ensure_canary(
         self, release: dict[str, Any], spec: CanaryReleaseSpec, image: str, replicas: int
@@ -271,6 +295,11 @@ class KubernetesCluster:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def traffic_router(self, release: dict[str, Any], spec: CanaryReleaseSpec) -> TrafficRouter:
+        from controller.adapters.routers.registry import router_for  # it imports this module
+
+        return router_for(self._api, release, spec)
 
     def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
         meta = release["metadata"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
+from controller.auditlog.samples import AuditPlan, AuditSample
 from controller.engine.actions import Action, RecordEvent
 from controller.engine.observations import CanaryPods, DeploymentView
 
@@ -31,6 +33,22 @@ class MetricsSource(Protocol):
     def query(self, promql: str, at: datetime) -> float | None:
         """One instant value (None for no data); raises QueryRejected or MetricsUnreachable."""
 
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """Every series with its labels (histogram buckets by `le`); raises as `query` does."""
+
+
+class AuditLogUnreachable(Exception):
+    """The audit database or Prometheus did not answer in time: hold, never a breach."""
+
+
+class AuditLogRejected(Exception):
+    """The audit source answered with an error (no such table, bad query, no Secret)."""
+
+
+class AuditLogSource(Protocol):
+    def fetch(self, plan: AuditPlan) -> AuditSample:
+        """Counts per action for the plan's windows; raises AuditLogUnreachable or -Rejected."""
+
 
 class Cluster(Protocol):
     def read_release(self, namespace: str, name: str) -> dict[str, Any] | None: ...
@@ -41,6 +59,8 @@ class Cluster(Protocol):
 
     def read_canary_pods(self, namespace: str, release: str) -> CanaryPods: ...
 
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
+
     def write_status(
         self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
     ) -> None: ...
@@ -48,3 +68,7 @@ class Cluster(Protocol):
     def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None: ...
 
     def record_event(self, release: dict[str, Any], event: RecordEvent) -> None: ...
+
+    def traffic_router(self, release: dict[str, Any], spec: CanaryReleaseSpec) -> TrafficRouter:
+        """The router `spec.trafficRouting` names (see controller/adapters/routers)."""
+        ...

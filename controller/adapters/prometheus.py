@@ -51,6 +51,16 @@ class PrometheusSource:
             raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
         return _single_value(result)
 
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant vector with its labels, e.g. audit events by action."""
+        try:
+            result = self._query_with_retries(promql, at)
+        except _TRANSIENT as exc:
+            raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
+        if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+            return [({}, float(result[1]))]  # a scalar
+        return [(dict(r.get("metric", {})), float(r["value"][1])) for r in result or []]
+
     def _query_with_retries(self, promql: str, at: datetime) -> Any:
         @retry(
             retry=retry_if_exception_type(_TRANSIENT),

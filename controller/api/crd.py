@@ -107,6 +107,13 @@ def build_crd() -> dict[str, Any]:
                         {**column, "name": "Canary", "jsonPath": ".status.canaryTag"},
                         {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
                         {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+                        {
+                            "name": "Traffic",
+                            "type": "integer",
+                            "jsonPath": ".status.traffic.weight",
+                            "description": "the weight the traffic router applies now",
+                            "priority": 1,
+                        },
                         {**column, "name": "Reason", "jsonPath": ".status.reason", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

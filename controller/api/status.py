@@ -13,14 +13,75 @@ from typing import Literal
 
 from pydantic import Field
 
+from controller.api.auditlog import AuditLogStatus
 from controller.api.base import StatusModel
+from controller.api.gates import GatesStatus
+from controller.api.traffic import TrafficStatus
 
-Phase = Literal["Idle", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed"]
+Phase = Literal[
+    "Idle",
+    "Blocked",
+    "Waiting",
+    "Progressing",
+    "Paused",
+    "Promoting",
+    "Succeeded",
+    "RolledBack",
+    "Failed",
+]
 Verdict = Literal["pass", "fail", "inconclusive", "error"]
 Outcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded"]
 
 MAX_HISTORY = 20
 MAX_TREND = 12
+
+
+class Tally(StatusModel):
+    """Events (errors, or requests slower than a bound) out of requests."""
+
+    events: float = 0.0
+    total: float = 0.0
+
+
+class OneSidedTest(StatusModel):
+    """One sequential test: its running log-products, one per alternative (a fixed handful)."""
+
+    test: Literal["worse", "notWorse", "above", "below"]
+    e_value: float = Field(description="the evidence so far; the test decides at `needed`")
+    needed: float
+    log_products: list[float] = Field(default_factory=list, max_length=8)
+    recent: list[float] = Field(
+        default_factory=list,
+        max_length=8,
+        description="what the last interval added per alternative (two in a row are capped)",
+    )
+
+
+class Evidence(StatusModel):
+    """The sequential judge's running state for one metric: bounded, whatever the duration.
+
+    `window*` are the cumulative counts last read in the current window (the
+    baseline for the next interval); `counted*` sum every interval counted in
+    this release, so the reason can say "canary 57 errors where stable's rate
+    predicts 27".
+    """
+
+    window_start: datetime
+    counted_at: datetime
+    canary: Tally = Field(default_factory=Tally)
+    stable: Tally = Field(default_factory=Tally)
+    canary_over_max: float | None = Field(
+        default=None, description="latency: canary requests above the threshold's bucket"
+    )
+    bound: float | None = Field(
+        default=None, description="latency: the bucket bound at the stable's quantile, in seconds"
+    )
+    counted_canary: Tally = Field(default_factory=Tally)
+    expected_canary_events: float = Field(
+        default=0.0, description="canary events if it failed at stable's rate, over the release"
+    )
+    looks: int = Field(default=0, description="intervals counted so far in this release")
+    tests: list[OneSidedTest] = Field(default_factory=list, max_length=4)
 
 
 class MetricResult(StatusModel):
@@ -34,6 +95,20 @@ class MetricResult(StatusModel):
     measured_at: datetime
     query: str | None = Field(default=None, description="the canary query as evaluated")
     trend: list[float] = Field(default_factory=list, max_length=MAX_TREND)
+    evidence: Evidence | None = Field(
+        default=None, description="errors/latency metrics: the sequential test's running state"
+    )
+
+
+class PostPromotionStatus(StatusModel):
+    """The watch after a promotion: until when, and the latest absolute-bound results."""
+
+    state: Literal["Watching", "Passed", "RolledBack", "Breached"] = Field(
+        description="Breached: a bound was breached but there was no previous image to go back to"
+    )
+    started_at: datetime
+    until: datetime
+    metrics: list[MetricResult] = Field(default_factory=list, max_length=20)
 
 
 class HistoryEntry(StatusModel):
@@ -62,6 +137,11 @@ class CanaryReleaseStatus(StatusModel):
     stable_image: str | None = Field(
         default=None, description="the image the stable Deployment runs; restored on rollback"
     )
+    previous_stable_image: str | None = Field(
+        default=None,
+        description="the image before the last promotion: a post-promotion breach"
+        " rolls stable back to it",
+    )
     current_step_index: int | None = None
     canary_weight: int = 0
     target_replicas: int | None = Field(
@@ -78,6 +158,16 @@ class CanaryReleaseStatus(StatusModel):
         description="the stable Deployment's rollingUpdate settings, restored after promotion",
     )
     metrics: list[MetricResult] = Field(default_factory=list, max_length=20)
+    audit_log: AuditLogStatus | None = Field(
+        default=None, description="the latest audit-log judgement and its anomalies"
+    )
+    post_promotion: PostPromotionStatus | None = None
+    gates: GatesStatus | None = Field(
+        default=None, description="gate verdicts with evidence, hook Jobs, and a freeze"
+    )
+    traffic: TrafficStatus | None = Field(
+        default=None, description="with spec.trafficRouting: the weight the router applies now"
+    )
     reason: str | None = None
     message: str | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=16)

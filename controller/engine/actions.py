@@ -41,4 +41,57 @@ class RecordEvent:
     message: str
 
 
-Action = ScaleCanary | ScaleStable | UpdateStable | DeleteCanary | RecordEvent
+@dataclass(frozen=True)
+class SetTrafficWeight:
+    """Send exactly `weight`% of the route's requests to the canary Service."""
+
+    weight: int
+
+
+@dataclass(frozen=True)
+class SetHeaderRoute:
+    """Add (or remove) the route that sends header-matched requests to the canary."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ResetTraffic:
+    """Everything back to stable: weight 0 and no header route."""
+
+
+TrafficAction = SetTrafficWeight | SetHeaderRoute | ResetTraffic
+
+
+@dataclass(frozen=True)
+class CheckGates:
+    """Not a change to the world: the engine asks the runtime to check the gates for `tag`
+    and decide again with the results (it asks only when a release is about to start)."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
+class CreateHookJob:
+    """Create the Job `job` for a hook (or the migration-file extraction) unless it exists."""
+
+    hook: str
+    job: str
+    tag: str
+    image: str
+    stable_tag: str | None
+    reason: str = ""
+
+
+Action = (
+    ScaleCanary
+    | ScaleStable
+    | UpdateStable
+    | DeleteCanary
+    | RecordEvent
+    | SetTrafficWeight
+    | SetHeaderRoute
+    | ResetTraffic
+    | CheckGates
+    | CreateHookJob
+)

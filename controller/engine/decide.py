@@ -14,13 +14,29 @@ from datetime import datetime
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
 from controller.engine.actions import Action, RecordEvent
-from controller.engine.analysis import analysis_passed, apply_measurements
+from controller.engine.analysis import (
+    analysis_passed,
+    apply_measurements,
+    inconclusive_choice,
+    inconclusive_message,
+)
+from controller.engine.auditing import ANOMALY, apply_audit_report, audit_log_passed
 from controller.engine.conditions import set_condition
 from controller.engine.context import Decision
+from controller.engine.freeze import freeze
+from controller.engine.gating import clear_to_start, follow_up, promotion_held
 from controller.engine.observations import Observed
-from controller.engine.replicas import canary_replicas, weight_at
+from controller.engine.quick_rollback import (
+    QUICK_ROLLBACK,
+    finish_quick_rollback,
+    quick_rollback_refusal,
+    start_quick_rollback,
+)
+from controller.engine.replicas import weight_at
 from controller.engine.rollout import drive_promotion, reconcile_weight, settle
+from controller.engine.routing import canary_goal, record_route
 from controller.engine.summary import describe_step, summarize
+from controller.engine.watching import judge_after_promotion, roll_back_promotion, start_watch
 
 TARGET_FOUND = "TargetFound"
 
@@ -41,8 +57,12 @@ def decide(
         _run_canary(d)
     if d.status.phase == "Promoting":
         _run_promotion(d)
+    if d.status.phase == "Succeeded":
+        _watch_after_promotion(d)
     if not d.active:
         settle(d)
+    record_route(d)
+    follow_up(d, status)
     d.status.message = summarize(d)
     return d.status, d.actions
 
@@ -106,10 +126,33 @@ def _handle_command(d: Decision) -> None:
             status.step_started_at += d.now - status.paused_at
         status.paused_at = None
         d.event("Resumed", f"resumed by a human ({command})")
-    elif verb == "retry" and phase in ("RolledBack", "Failed") and d.spec.release.tag:
-        _start_release(d, d.spec.release.tag)
+    elif verb == "retry" and phase in ("RolledBack", "Failed") and _retryable(d):
+        _start_release(d, d.spec.release.tag or "")
+    elif verb == "rollback":
+        _handle_rollback(d, command)
     else:
         d.event("CommandIgnored", f"{command!r} does nothing in phase {phase}", warning=True)
+
+
+def _handle_rollback(d: Decision, command: str) -> None:
+    """During a canary the old version still runs: roll back now. After it: the quick rollback."""
+    if d.status.reason == QUICK_ROLLBACK and d.active:
+        refusal: str | None = "a rollback is already running"
+    elif d.active:
+        _roll_back(d, QUICK_ROLLBACK, f"rolled back by a human ({command})")
+        return
+    else:
+        refusal = quick_rollback_refusal(d)
+    if refusal is None:
+        start_quick_rollback(d, command)
+    else:
+        d.event("CommandIgnored", f"{command!r}: {refusal}", warning=True)
+
+
+def _retryable(d: Decision) -> bool:
+    """A tag to retry exists and is not what already runs (after a quick rollback it is)."""
+    tag = d.spec.release.tag
+    return tag is not None and tag != d.status.stable_tag
 
 
 def _handle_tag(d: Decision) -> None:
@@ -129,15 +172,17 @@ def _handle_tag(d: Decision) -> None:
         return
     if tag == status.stable_tag:
         return
+    if status.phase == "RolledBack" and tag == status.canary_tag:
+        return  # a rolled-back tag is neither adopted nor retried by itself; `retry` does it
     if d.target.image == d.spec.release.image_for(tag) and d.observed.canary is None:
         status.stable_tag, status.stable_image = tag, d.target.image
         return
-    if status.phase == "RolledBack" and tag == status.canary_tag:
-        return  # a rolled-back tag is not retried by itself; `retry` does it
     _start_release(d, tag)
 
 
 def _start_release(d: Decision, tag: str) -> None:
+    if not clear_to_start(d, tag):
+        return  # Blocked or Waiting, with the reason (see gating.py)
     status, target, now = d.status, d.target, d.now
     if d.observed.canary is None and status.saved_strategy is None:
         status.target_replicas = target.replicas
@@ -159,8 +204,8 @@ def _run_canary(d: Decision) -> None:
     assert status.canary_tag is not None and status.current_step_index is not None
     index = min(status.current_step_index, len(steps) - 1)
     weight = weight_at(steps, index)
-    goal = canary_replicas(weight, d.total_replicas)
-    if _breached_health(d, goal) or _breached_analysis(d):
+    goal = canary_goal(d, weight)
+    if _breached_health(d, goal) or _breached_analysis(d) or _breached_audit_log(d):
         return
     step = steps[index]
     if step.set_weight == 100 or d.force_promotion:
@@ -193,9 +238,17 @@ def _advance(d: Decision, index: int) -> None:
 
 def _start_promotion(d: Decision, *, forced: bool) -> None:
     status = d.status
-    if not forced and not analysis_passed(d):
-        status.reason = "AwaitingAnalysis"
-        return
+    choice = None
+    if not forced and not (analysis_passed(d) and audit_log_passed(d)):
+        choice = inconclusive_choice(d) if audit_log_passed(d) else None
+        if choice == "rollback":
+            _roll_back(d, "AnalysisInconclusive", inconclusive_message(d))
+            return
+        if choice != "promote":
+            status.reason = "AwaitingAnalysis"
+            return
+    if not forced and promotion_held(d):
+        return  # the promote window is closed; rollbacks are never held
     status.phase, status.reason = "Promoting", None
     target = d.target
     if status.saved_strategy is None and target.max_unavailable is not None:
@@ -204,23 +257,31 @@ def _start_promotion(d: Decision, *, forced: bool) -> None:
             "maxSurge": target.max_surge or "25%",
         }
     how = "by a human, skipping analysis" if forced else "analysis passed"
+    if choice == "promote":
+        how = "analysis inconclusive at the end of the last step; onInconclusive: promote"
     d.event("Promoting", f"promoting {status.canary_tag} to all replicas ({how})")
 
 
 def _run_promotion(d: Decision) -> None:
     status = d.status
     assert status.canary_tag is not None
-    if _breached_analysis(d):
+    rolling_back = status.reason == QUICK_ROLLBACK
+    if not rolling_back and (_breached_analysis(d) or _breached_audit_log(d)):
         return
     image = d.spec.release.image_for(status.canary_tag)
     if not drive_promotion(d, image):
         return
+    if rolling_back:
+        finish_quick_rollback(d, image)
+        return
     d.record_history("Succeeded", "promoted")
     d.event("Promoted", f"{status.canary_tag} runs on all {d.total_replicas} replicas")
     status.previous_stable_tag = status.stable_tag
+    status.previous_stable_image = status.stable_image
     status.stable_tag, status.stable_image = status.canary_tag, image
     status.phase, status.reason, status.canary_tag = "Succeeded", None, None
     status.current_step_index, status.next_analysis_at, status.canary_weight = None, None, 0
+    start_watch(d)
 
 
 def _breached_health(d: Decision, goal: int) -> bool:
@@ -228,14 +289,12 @@ def _breached_health(d: Decision, goal: int) -> bool:
     status, pods, check = d.status, d.observed.canary_pods, d.spec.health_check
     if pods.crash_looping:
         message = f"canary pod {pods.crash_looping[0]} is in CrashLoopBackOff"
-        _roll_back(d, "CanaryCrashLooping", message)
-        return True
+        return _on_breach(d, "CanaryCrashLooping", message)
     if pods.max_restarts >= check.max_restarts:
         message = (
             f"a canary container restarted {pods.max_restarts} times (limit {check.max_restarts})"
         )
-        _roll_back(d, "CanaryRestarting", message)
-        return True
+        return _on_breach(d, "CanaryRestarting", message)
     canary = d.observed.canary
     ready = canary.ready_replicas if canary is not None else 0
     if goal == 0 or ready >= goal:
@@ -246,8 +305,7 @@ def _breached_health(d: Decision, goal: int) -> bool:
     if d.now - since < check.ready_length():
         return False
     message = f"only {ready}/{goal} canary pods Ready after {check.ready_deadline}"
-    _roll_back(d, "CanaryNotReady", message)
-    return True
+    return _on_breach(d, "CanaryNotReady", message)
 
 
 def _breached_analysis(d: Decision) -> bool:
@@ -262,8 +320,32 @@ def _breached_analysis(d: Decision) -> bool:
         f"metric {breach.name}: {breach.reason} "
         f"(query: {breach.query}; measured at {breach.measured_at.isoformat(timespec='seconds')})"
     )
-    _roll_back(d, "MetricBreach", message)
+    return _on_breach(d, "MetricBreach", message)
+
+
+def _breached_audit_log(d: Decision) -> bool:
+    message = apply_audit_report(d)
+    if message is None:
+        return False
+    return _on_breach(d, ANOMALY, message)
+
+
+def _on_breach(d: Decision, reason: str, message: str) -> bool:
+    """A breach rolls back; under breachPolicy freeze it holds for a human (freeze.py).
+
+    True when the canary must not move on in this reconcile.
+    """
+    if d.spec.breach_policy == "freeze":
+        return freeze(d, reason, message)
+    _roll_back(d, reason, message)
     return True
+
+
+def _watch_after_promotion(d: Decision) -> None:
+    """After promotion: keep judging absolute bounds; a breach puts the previous image back."""
+    message = judge_after_promotion(d)
+    if message is not None:
+        roll_back_promotion(d, message)
 
 
 def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "RolledBack") -> None:

@@ -11,14 +11,19 @@ import math
 from dataclasses import dataclass
 
 from controller.api.spec import Metric
-from controller.api.status import Verdict
+from controller.api.status import Evidence, Verdict
 from controller.engine.observations import Measurement
 
 
 @dataclass(frozen=True)
 class Judgement:
+    """A verdict with its reason; counter metrics also bring the values and evidence to keep."""
+
     verdict: Verdict
     reason: str
+    canary_value: float | None = None
+    stable_value: float | None = None
+    evidence: Evidence | None = None
 
 
 def _missing(value: float | None) -> bool:

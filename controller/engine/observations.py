@@ -7,6 +7,10 @@ frozen records, so the engine never sees a client library type.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.auditlog.reports import AuditReport
+from controller.engine.gate_observations import GateObservations
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class DeploymentView:
     observed_generation: int = 1
     max_unavailable: str | None = None
     max_surge: str | None = None
+    status_replicas: int | None = None
+    """Pods of every revision (status.replicas): above `replicas` while old pods remain."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`."""
@@ -43,11 +49,27 @@ class CanaryPods:
 
 
 @dataclass(frozen=True)
+class TrackCounts:
+    """Counter increases of one track since `Measurement.window_start`.
+
+    `requests` is None when the track has no data. `errors` None with
+    requests present means no error series exists yet: zero errors. For a
+    latency metric, `buckets` holds (upper bound, cumulative count) per `le`.
+    """
+
+    requests: float | None
+    errors: float | None = None
+    buckets: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One metric evaluated for both tracks at one instant.
 
     `error` is a query Prometheus rejected (a configuration problem, never a
     breach); `unreachable` means no answer at all (never promote, never roll back).
+    Counter metrics (errors/requests, latency) also carry the per-track counts
+    and the instant their window starts.
     """
 
     metric: str
@@ -56,6 +78,25 @@ class Measurement:
     query: str
     error: str | None = None
     unreachable: bool = False
+    window_start: datetime | None = None
+    canary_counts: TrackCounts | None = None
+    stable_counts: TrackCounts | None = None
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """What a traffic router reports its route sends to the canary now.
+
+    `weight` is None when there is nothing to steer (the route object or its
+    rule is missing). `conflict` names another field manager that owns what the
+    controller must write; `problem` is a misconfiguration. Either one holds
+    the release where it is: the engine never forces a route.
+    """
+
+    weight: int | None
+    header_route: bool = False
+    conflict: str | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,3 +107,7 @@ class Observed:
     measurements: tuple[Measurement, ...] | None = None
     command: str | None = None
     generation: int = 1
+    audit_log: AuditReport | None = None
+    post_promotion: tuple[Measurement, ...] | None = None
+    gates: GateObservations | None = None
+    route: RouteView | None = None

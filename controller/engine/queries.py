@@ -7,9 +7,18 @@ from datetime import timedelta
 TRACKS = ("canary", "stable")
 
 
-def promql_range(delta: timedelta) -> str:
-    """A PromQL range of whole seconds, at least one minute so increase() has two samples."""
-    return f"{max(60, int(delta.total_seconds()))}s"
+def range_seconds(delta: timedelta, shortest: int = 60) -> int:
+    """Whole seconds, by default at least one minute so increase() has two samples.
+
+    Counter metrics pass shortest=1: their window must start exactly at the
+    release start, read after read, so that successive reads difference cleanly.
+    """
+    return max(shortest, int(delta.total_seconds()))
+
+
+def promql_range(delta: timedelta, shortest: int = 60) -> str:
+    """A PromQL range: see `range_seconds`."""
+    return f"{range_seconds(delta, shortest)}s"
 
 
 def render_query(
@@ -21,13 +30,14 @@ def render_query(
     target: str,
     window: timedelta,
     interval: timedelta,
+    shortest_window: int = 60,
 ) -> str:
     values = {
         "track": track,
         "namespace": namespace,
         "name": name,
         "target": target,
-        "window": promql_range(window),
+        "window": promql_range(window, shortest_window),
         "interval": promql_range(interval),
     }
     for key, value in values.items():

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from controller.engine.actions import DeleteCanary, ScaleCanary, ScaleStable, UpdateStable
 from controller.engine.context import Decision
+from controller.engine.routing import reconcile_routed, reset_before_scale_down, serving_only
 
 
 def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
-    """Drive both Deployments toward the weight; True once they have converged there."""
+    """Drive both Deployments toward the weight; True once they have converged there.
+
+    With a traffic router the weight is `status.canaryWeight`, set just before,
+    and the route carries it (see routing.py); pods only follow.
+    """
+    if d.spec.traffic_routing is not None:
+        return reconcile_routed(d, image, d.status.canary_weight)
     total = d.total_replicas
     stable_goal = total - canary_goal
     target, canary = d.target, d.observed.canary
@@ -49,6 +56,9 @@ def drive_promotion(d: Decision, image: str) -> bool:
     ):
         d.actions.append(UpdateStable(image, total, unavailable, surge))
         return False
+    if d.spec.traffic_routing is not None:
+        # Stable carries the new image at full size, no old pod left, then takes all the traffic.
+        return serving_only(target, image, total) and reset_before_scale_down(d)
     return target.settled(image, total)
 
 
@@ -59,10 +69,17 @@ def settle(d: Decision) -> None:
     so a settled release never fights later edits to the Deployment.
     """
     status, target, canary = d.status, d.target, d.observed.canary
+    if not reset_before_scale_down(d):
+        return  # with a router: nothing is scaled down while the route still sends to the canary
     if canary is None and status.saved_strategy is None:
         return
     image = status.stable_image or target.image
     total = d.total_replicas
+    new_image = target.image != image or (
+        target.max_unavailable == "0" and not target.settled(image, total)
+    )
+    if new_image and not drive_promotion(d, image):
+        return  # another image (a rollback after promotion) rolls out with maxUnavailable 0
     saved = status.saved_strategy or {}
     unavailable = saved.get("maxUnavailable", target.max_unavailable)
     surge = saved.get("maxSurge", target.max_surge)

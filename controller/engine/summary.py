@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from controller.api.spec import Step
 from controller.engine.context import Decision
+from controller.engine.freeze import freeze_note
+from controller.engine.gating import promotion_note
+from controller.engine.quick_rollback import QUICK_ROLLBACK
 
 
 def describe_step(step: Step) -> str:
@@ -16,12 +19,14 @@ def describe_step(step: Step) -> str:
 def summarize(d: Decision) -> str | None:
     status = d.status
     phase = status.phase
-    if phase in ("RolledBack", "Failed"):
+    if phase in ("RolledBack", "Failed", "Blocked", "Waiting"):
         return status.message
     if phase == "Idle":
         return f"running {status.stable_tag or status.stable_image}; no release in progress"
     if phase == "Succeeded":
         return f"{status.stable_tag} promoted (previous: {status.previous_stable_tag})"
+    if phase == "Promoting" and status.reason == QUICK_ROLLBACK:
+        return f"rolling back to {status.canary_tag} on all {d.total_replicas} replicas"
     if phase == "Promoting":
         return f"promoting {status.canary_tag} to all {d.total_replicas} replicas"
     steps = d.spec.steps
@@ -34,7 +39,9 @@ def summarize(d: Decision) -> str | None:
         passing = sum(r.verdict == "pass" for r in status.metrics)
         parts.append(f"analysis {passing}/{len(status.metrics)} pass")
     if status.paused_at is not None:
-        parts.append("paused by a human")
+        parts.append(freeze_note(status) or "paused by a human")
+    if (held := promotion_note(status)) is not None:
+        parts.append(held)
     if status.reason == "AwaitingAnalysis":
         parts.append("waiting for every metric to pass before promotion")
     return "; ".join(parts)

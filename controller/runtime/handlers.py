@@ -8,19 +8,22 @@ from reconciling at once; a status conflict is retried from a fresh read.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import kopf
 import structlog
-from kubernetes import client, config
 
 from controller.adapters.kubernetes import KubernetesCluster
+from controller.adapters.kubernetes_gates import KubernetesGateObjects
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
 from controller.api.spec import GROUP, PLURAL, VERSION
-from controller.runtime import settings
+from controller.runtime import metrics, settings
+from controller.runtime.clients import api_client
+from controller.runtime.gate_checks import GateChecker
 from controller.runtime.reconcile import reconcile
 
 log = structlog.get_logger("controller.handlers")
@@ -31,11 +34,12 @@ CONFLICT_ATTEMPTS = 3
 
 @lru_cache(maxsize=1)
 def _cluster() -> KubernetesCluster:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return KubernetesCluster(client.ApiClient())
+    return KubernetesCluster(api_client())
+
+
+@lru_cache(maxsize=1)
+def _gates() -> GateChecker:
+    return GateChecker(KubernetesGateObjects(api_client()))
 
 
 @lru_cache(maxsize=256)
@@ -51,12 +55,17 @@ def _lock_for(uid: str) -> threading.Lock:
 def reconcile_now(namespace: str, name: str, uid: str) -> None:
     with _lock_for(uid):
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            started, result = time.perf_counter(), "error"
             try:
-                reconcile(_cluster(), _metrics_for, namespace, name, datetime.now(UTC))
+                now = datetime.now(UTC)
+                reconcile(_cluster(), _metrics_for, namespace, name, now, gates=_gates())
+                result = "ok"
                 return
             except StatusConflict:
+                result = "conflict"
                 log.debug("status conflict, reconciling again", attempt=attempt)
             finally:
+                metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
                 structlog.contextvars.clear_contextvars()
 
 
@@ -67,6 +76,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # we post our own, meaningful Events
+    # No cluster-wide watch of CRDs and Namespaces: least privilege (the CRD is
+    # installed before the controller; `--namespace` names are taken as given).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -85,6 +97,7 @@ def on_tick(namespace: str | None, name: str, uid: str, **_: Any) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def on_delete(uid: str, **_: Any) -> None:
+def on_delete(namespace: str | None, name: str, uid: str, **_: Any) -> None:
     with _locks_guard:
         _locks.pop(uid, None)
+    metrics.forget_release(namespace or "", name)

@@ -5,14 +5,16 @@ Shared by the live runtime and replay, so both judge exactly the same queries.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource, MetricsUnreachable, QueryRejected
-from controller.api.spec import CanaryReleaseSpec
+from controller.api.spec import CanaryReleaseSpec, Metric
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.analysis import analysis_window
-from controller.engine.observations import Measurement
-from controller.engine.queries import render_query
+from controller.engine.analysis import analysis_window, release_window
+from controller.engine.observations import Measurement, TrackCounts
+from controller.engine.queries import TRACKS, range_seconds, render_query
+from controller.judge import normalise, parse_le
 
 
 def measure(
@@ -27,33 +29,77 @@ def measure(
     analysis = spec.analysis
     assert analysis is not None
     window = analysis_window(status, at)
+    release = release_window(status, at)
+    release_start = at - timedelta(seconds=range_seconds(release, shortest=1))
+
+    def render(query: str, track: str, *, counters: bool = False) -> str:
+        return render_query(
+            query,
+            track=track,
+            namespace=namespace,
+            name=name,
+            target=spec.target_ref.name,
+            window=release if counters else window,
+            interval=analysis.interval_length(),
+            shortest_window=1 if counters else 60,
+        )
+
+    def render_counters(query: str, track: str) -> str:
+        return render(query, track, counters=True)
+
     results = []
     for metric in analysis.metrics:
-        queries = {
-            track: render_query(
-                metric.query,
-                track=track,
-                namespace=namespace,
-                name=name,
-                target=spec.target_ref.name,
-                window=window,
-                interval=analysis.interval_length(),
-            )
-            for track in ("canary", "stable")
-        }
-        values: dict[str, float | None] = {}
+        shown = render(metric.display_query(), "canary", counters=metric.sequential)
         try:
-            for track, promql in queries.items():
-                values[track] = source.query(promql, at)
+            if metric.query is not None:
+                values = {track: source.query(render(metric.query, track), at) for track in TRACKS}
+                results.append(Measurement(metric.name, values["canary"], values["stable"], shown))
+                continue
+            counts = {
+                track: _counts(source, metric, render_counters, track, at) for track in TRACKS
+            }
         except MetricsUnreachable as exc:
-            results.append(
-                Measurement(metric.name, None, None, queries["canary"], str(exc), unreachable=True)
-            )
+            results.append(Measurement(metric.name, None, None, shown, str(exc), unreachable=True))
             continue
         except QueryRejected as exc:
-            results.append(Measurement(metric.name, None, None, queries["canary"], str(exc)))
+            results.append(Measurement(metric.name, None, None, shown, str(exc)))
             continue
         results.append(
-            Measurement(metric.name, values["canary"], values["stable"], queries["canary"])
+            Measurement(
+                metric.name,
+                None,
+                None,
+                shown,
+                window_start=release_start,
+                canary_counts=counts["canary"],
+                stable_counts=counts["stable"],
+            )
         )
     return tuple(results)
+
+
+def _counts(
+    source: MetricsSource,
+    metric: Metric,
+    render: Callable[[str, str], str],
+    track: str,
+    at: datetime,
+) -> TrackCounts:
+    """Counter increases of one track since the window start, for the sequential judge."""
+    if metric.latency is None:
+        assert metric.requests is not None and metric.errors is not None
+        requests = source.query(render(metric.requests, track), at)
+        errors = source.query(render(metric.errors, track), at) if requests is not None else None
+        return TrackCounts(requests, errors)
+    series = source.query_vector(render(metric.latency.buckets, track), at)
+    if not series:
+        return TrackCounts(None)
+    if any("le" not in labels for labels, _ in series):
+        raise QueryRejected(
+            f"latency.buckets must return one series per `le` bucket, got labels {series[0][0]}; "
+            "wrap it in sum by (le) (...)"
+        )
+    buckets = normalise((parse_le(labels["le"]), value) for labels, value in series)
+    if not buckets:
+        raise QueryRejected('latency.buckets returned no le="+Inf" bucket')
+    return TrackCounts(buckets[-1][1], buckets=buckets)

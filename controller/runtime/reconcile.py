@@ -10,7 +10,7 @@ simply reconciles again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,21 @@ from pydantic import ValidationError
 
 from controller.adapters.kubernetes import COMMAND_ANNOTATION, canary_name
 from controller.adapters.ports import Cluster, MetricsSource
+from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.actions import Action, RecordEvent
+from controller.engine.actions import Action, CheckGates, RecordEvent, TrafficAction
 from controller.engine.analysis import analysis_due
 from controller.engine.decide import decide, reject_spec
 from controller.engine.observations import CanaryPods, Observed
+from controller.engine.watching import watch_due
+from controller.runtime.auditing import measure_audit_log
+from controller.runtime.gate_checks import GateChecker, check_gates, gate_request, observe_hooks
 from controller.runtime.measuring import measure
+from controller.runtime.metrics import record_measurements, record_status
+from controller.runtime.notifying import notify
+from controller.runtime.routing import apply_traffic, observe_route
+from controller.runtime.watching import measure_after_promotion
 
 log = structlog.get_logger("controller.reconcile")
 
@@ -53,6 +61,7 @@ def reconcile(
     namespace: str,
     name: str,
     now: datetime,
+    gates: GateChecker | None = None,
 ) -> Outcome | None:
     release = cluster.read_release(namespace, name)
     if release is None:
@@ -81,10 +90,47 @@ def reconcile(
     if spec.analysis is not None and analysis_due(spec, status, now):
         source = metrics_for(spec.analysis.prometheus.address)
         measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
+        record_measurements(namespace, name, measurements)
+    audit = None
+    audit_config = spec.analysis.audit_log if spec.analysis is not None else None
+    if measurements is not None and target is not None and audit_config is not None:
+        audit = measure_audit_log(  # on the same schedule as the metrics
+            cluster,
+            spec,
+            status,
+            target=target,
+            canary=canary,
+            namespace=namespace,
+            name=name,
+            now=now,
+        )
+    after = None
+    watch_address = spec.post_promotion_address()
+    if watch_address is not None and watch_due(spec, status, now):
+        after = measure_after_promotion(
+            metrics_for(watch_address), spec, status, namespace=namespace, name=name, at=now
+        )
+    router, route = observe_route(cluster, release, spec, status) if target else (None, None)
     command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
-    observed = Observed(target, canary, pods, measurements, command, generation)
+    observed = Observed(
+        target,
+        canary,
+        pods,
+        measurements,
+        command,
+        generation,
+        audit_log=audit,
+        post_promotion=after,
+        route=route,
+        gates=observe_hooks(gates, spec, status, namespace, name),
+    )
     new_status, actions = decide(spec, status, observed, now)
-    return _commit(cluster, release, spec, status, new_status, actions)
+    if (request := gate_request(actions)) is not None:
+        # About to start a release: check its gates, then decide again with the verdicts.
+        checked = check_gates(gates, spec, namespace, name, request.tag, now)
+        observed = replace(observed, gates=checked)
+        new_status, actions = decide(spec, status, observed, now)
+    return _commit(cluster, release, spec, status, new_status, actions, router)
 
 
 def _commit(
@@ -94,17 +140,24 @@ def _commit(
     old: CanaryReleaseStatus,
     new: CanaryReleaseStatus,
     actions: list[Action],
+    router: TrafficRouter | None = None,
 ) -> Outcome:
     meta = release["metadata"]
     changed = new != old
     if changed:
         cluster.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new)
+    record_status(meta["namespace"], meta["name"], old, new)
     if new.phase != old.phase:
         log.info("phase changed", old=old.phase, new=new.phase, reason=new.reason)
     for action in actions:
         log.info("action", action=type(action).__name__, detail=repr(action))
         if isinstance(action, RecordEvent):
             cluster.record_event(release, action)
+            notify(release, spec, new, action)  # queued; never waits on a receiver
+        elif isinstance(action, CheckGates):
+            continue  # answered before deciding again; never reaches the cluster
+        elif isinstance(action, TrafficAction):
+            apply_traffic(router, action)
         elif spec is not None:
             cluster.apply(release, spec, action)
     return Outcome(new.phase, tuple(actions), changed)

@@ -1,0 +1,252 @@
+"""What `canaryctl` shows, computed from a CanaryRelease object: plain data, no I/O.
+
+The same view feeds the rich rendering on a terminal and `-o json|yaml`, so a
+script sees exactly what a human sees. The computed fields (time left in the
+step, each metric's bound as text) are what on-call would otherwise work out
+by hand from the spec and the status at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.api.durations import format_duration
+from controller.api.spec import CanaryReleaseSpec, Metric
+from controller.api.status import CanaryReleaseStatus, MetricResult
+from controller.engine.summary import describe_step
+
+View = dict[str, Any]
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """A tiny trend, one block per measurement, scaled between the series' min and max."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return SPARKS[3] * len(values)
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def _fmt(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4g}"
+
+
+def bound_text(metric: Metric) -> str:
+    """The rule a metric is judged by, as on-call reads it: `<= 0.05; <= 3x stable`."""
+    parts = []
+    if metric.threshold is not None:
+        low, high = metric.threshold.min, metric.threshold.max
+        if low is not None and high is not None:
+            parts.append(f"{_fmt(low)}..{_fmt(high)}")
+        elif high is not None:
+            parts.append(f"<= {_fmt(high)}")
+        else:
+            parts.append(f">= {_fmt(low)}")
+    if metric.compare is not None:
+        parts.append(f"<= {_fmt(metric.compare.max_ratio)}x stable")
+    return "; ".join(parts)
+
+
+def parse_spec(release: dict[str, Any]) -> CanaryReleaseSpec | None:
+    try:
+        return CanaryReleaseSpec.model_validate(release.get("spec") or {})
+    except ValidationError:
+        return None
+
+
+def parse_status(release: dict[str, Any]) -> CanaryReleaseStatus:
+    return CanaryReleaseStatus.model_validate(release.get("status") or {})
+
+
+def step_view(
+    spec: CanaryReleaseSpec | None, status: CanaryReleaseStatus, now: datetime
+) -> View | None:
+    """The current step: its number, what it does, and how long until it ends by itself."""
+    index = status.current_step_index
+    if spec is None or index is None or not 0 <= index < len(spec.steps):
+        return None
+    step = spec.steps[index]
+    view: View = {
+        "index": index,
+        "number": index + 1,
+        "of": len(spec.steps),
+        "description": describe_step(step),
+        "startedAt": status.step_started_at.isoformat() if status.step_started_at else None,
+        "secondsLeft": None,
+        "waitingFor": None,
+    }
+    if step.pause is None:
+        view["waitingFor"] = "the canary's pods to be Ready at this weight"
+        return view
+    length = step.pause.length()
+    if length is None:
+        view["waitingFor"] = "a human: canaryctl promote"
+        return view
+    started = status.step_started_at or now
+    elapsed = (status.paused_at or now) - started
+    view["secondsLeft"] = max(0, int((length - elapsed).total_seconds()))
+    if status.paused_at is not None:
+        view["waitingFor"] = "a human: paused, canaryctl resume"
+    return view
+
+
+def metric_views(spec: CanaryReleaseSpec | None, status: CanaryReleaseStatus) -> list[View]:
+    """Every metric of the spec with its latest result (also results the spec no longer has)."""
+    results = {r.name: r for r in status.metrics}
+    metrics = spec.analysis.metrics if spec is not None and spec.analysis is not None else []
+    views = [_metric_view(m.name, bound_text(m), results.pop(m.name, None)) for m in metrics]
+    views += [_metric_view(name, None, result) for name, result in results.items()]
+    return views
+
+
+def _metric_view(name: str, bound: str | None, result: MetricResult | None) -> View:
+    if result is None:
+        return {
+            "name": name,
+            "bound": bound,
+            "canary": None,
+            "stable": None,
+            "verdict": None,
+            "reason": "not measured yet",
+            "measuredAt": None,
+            "trend": [],
+            "sparkline": "",
+        }
+    return {
+        "name": name,
+        "bound": bound,
+        "canary": result.canary_value,
+        "stable": result.stable_value,
+        "verdict": result.verdict,
+        "reason": result.reason,
+        "measuredAt": result.measured_at.isoformat(),
+        "trend": list(result.trend),
+        "sparkline": sparkline(list(result.trend)),
+    }
+
+
+def gate_views(release: dict[str, Any]) -> View | None:
+    """`status.gates` if this release reports gates (None when it does not).
+
+    Read loosely, by field names, not through the status model: the CLI must
+    keep working against a controller whose gate status has grown a field.
+    """
+    gates = (release.get("status") or {}).get("gates")
+    if not isinstance(gates, dict):
+        return None
+    results = []
+    for result in gates.get("results") or []:
+        if isinstance(result, dict):
+            results.append(
+                {
+                    "gate": result.get("gate") or result.get("name") or "?",
+                    "verdict": result.get("verdict"),
+                    "reason": result.get("reason") or "",
+                    "message": result.get("message") or "",
+                    "evidence": list(result.get("evidence") or []),
+                    "since": result.get("since"),
+                }
+            )
+    hooks = [
+        {k: h.get(k) for k in ("hook", "tag", "job", "state", "message")}
+        for h in gates.get("hooks") or []
+        if isinstance(h, dict)
+    ]
+    freeze = gates.get("freeze")
+    return {
+        "tag": gates.get("tag"),
+        "results": results,
+        "notBefore": gates.get("notBefore"),
+        "freeze": freeze if isinstance(freeze, dict) else None,
+        "hooks": hooks,
+    }
+
+
+def rollback_view(status: CanaryReleaseStatus) -> View | None:
+    if status.phase != "RolledBack":
+        return None
+    last = status.history[-1] if status.history else None
+    return {
+        "reason": status.reason,
+        "message": status.message,
+        "tag": last.tag if last else status.canary_tag,
+        "at": last.finished_at.isoformat() if last else None,
+    }
+
+
+def status_view(release: dict[str, Any], now: datetime) -> View:
+    meta = release.get("metadata") or {}
+    spec, status = parse_spec(release), parse_status(release)
+    next_analysis = None
+    if status.next_analysis_at is not None:
+        next_analysis = max(0, int((status.next_analysis_at - now).total_seconds()))
+    return {
+        "namespace": meta.get("namespace"),
+        "name": meta.get("name"),
+        "phase": status.phase,
+        "reason": status.reason,
+        "message": status.message,
+        "specTag": ((release.get("spec") or {}).get("release") or {}).get("tag"),
+        "stableTag": status.stable_tag,
+        "canaryTag": status.canary_tag,
+        "previousStableTag": status.previous_stable_tag,
+        "weight": status.canary_weight,
+        "step": step_view(spec, status, now),
+        "paused": status.paused_at is not None,
+        "nextAnalysisInSeconds": next_analysis,
+        "metrics": metric_views(spec, status),
+        "gates": gate_views(release),
+        "rollback": rollback_view(status),
+        "conditions": [
+            c.model_dump(mode="json", by_alias=True)
+            for c in status.conditions
+            if c.status != "True"
+        ],
+        "lastCommand": status.last_command,
+        "specValid": spec is not None,
+    }
+
+
+def list_row(release: dict[str, Any], now: datetime) -> View:
+    view = status_view(release, now)
+    step = view["step"]
+    return {
+        "namespace": view["namespace"],
+        "name": view["name"],
+        "phase": view["phase"],
+        "stableTag": view["stableTag"],
+        "canaryTag": view["canaryTag"] if view["phase"] != "Succeeded" else None,
+        "weight": view["weight"],
+        "step": f"{step['number']}/{step['of']}" if step else None,
+        "secondsLeft": step["secondsLeft"] if step else None,
+        "reason": view["reason"],
+        "message": view["message"],
+    }
+
+
+def history_rows(release: dict[str, Any]) -> list[View]:
+    """Newest first, with how long each release took."""
+    rows = []
+    for entry in reversed(parse_status(release).history):
+        took = entry.finished_at - entry.started_at if entry.started_at else None
+        rows.append(
+            {
+                "tag": entry.tag,
+                "outcome": entry.outcome,
+                "reason": entry.reason,
+                "startedAt": entry.started_at.isoformat() if entry.started_at else None,
+                "finishedAt": entry.finished_at.isoformat(),
+                "duration": format_duration(took) if took is not None else None,
+            }
+        )
+    return rows
+
+
+def seconds_text(seconds: int | None) -> str:
+    return "" if seconds is None else format_duration(timedelta(seconds=seconds))

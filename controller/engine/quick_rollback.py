@@ -1,0 +1,84 @@
+"""The quick rollback: the previous stable tag back on every replica, without a canary.
+
+A promoted release that misbehaves in production needs the old version back
+in minutes, not a fresh 24-hour canary of it. The previous tag ran at full
+size until the promotion, so it is rolled out the way a promotion is (stable
+at full size, maxUnavailable 0, so serving capacity never dips) and without
+analysis: the metrics judge a canary, and there is none.
+
+`canaryctl rollback` asks for it with one patch that sets both
+`spec.release.tag` to `status.previousStableTag` and the `rollback` command,
+so the spec keeps saying what runs and the tag change does not start a canary.
+While the rollback runs the phase is Promoting with reason RollbackRequested;
+it ends in RolledBack with the promoted tag recorded in history as rolled back.
+Afterwards there is no previous stable tag: the only candidate is the tag just
+rolled back, and a second `rollback` typed by accident must not bring it back
+(a new canary of it, with `start`, is the way forward).
+"""
+
+from __future__ import annotations
+
+from controller.api.status import MAX_HISTORY, HistoryEntry
+from controller.engine.context import Decision
+
+QUICK_ROLLBACK = "RollbackRequested"
+
+
+def quick_rollback_refusal(d: Decision) -> str | None:
+    """Why a `rollback` command cannot run now, or None when it can."""
+    status = d.status
+    previous = status.previous_stable_tag
+    if previous is None:
+        return "no previous stable tag to roll back to (nothing promoted since the last one)"
+    if d.spec.release.tag != previous:
+        return (
+            f"spec.release.tag must be set to the previous stable tag {previous} "
+            "in the same change (canaryctl rollback does both)"
+        )
+    return None
+
+
+def start_quick_rollback(d: Decision, command: str) -> None:
+    status, target = d.status, d.target
+    previous = status.previous_stable_tag
+    assert previous is not None
+    if d.observed.canary is None and status.saved_strategy is None:
+        status.target_replicas = target.replicas
+    if status.saved_strategy is None and target.max_unavailable is not None:
+        status.saved_strategy = {
+            "maxUnavailable": target.max_unavailable,
+            "maxSurge": target.max_surge or "25%",
+        }
+    status.phase, status.reason, status.canary_tag = "Promoting", QUICK_ROLLBACK, previous
+    status.release_started_at = status.step_started_at = d.now
+    status.current_step_index, status.canary_weight = None, 0
+    status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
+    status.prometheus_unreachable_since = None
+    d.event(
+        "RollingBack",
+        f"rolling back from {status.stable_tag} to {previous} on all {d.total_replicas} "
+        f"replicas, skipping the canary steps ({command})",
+        warning=True,
+    )
+
+
+def finish_quick_rollback(d: Decision, image: str) -> None:
+    """The previous tag runs everywhere: record the promoted tag as rolled back."""
+    status = d.status
+    restored, undone = status.canary_tag, status.stable_tag
+    assert restored is not None
+    message = f"rolled back from {undone} to {restored} by a human, skipping the canary steps"
+    if undone is not None:
+        entry = HistoryEntry(
+            tag=undone,
+            outcome="RolledBack",
+            reason=f"{QUICK_ROLLBACK}: {message}",
+            started_at=status.release_started_at,
+            finished_at=d.now,
+        )
+        status.history = [*status.history, entry][-MAX_HISTORY:]
+    d.event("RolledBack", f"{QUICK_ROLLBACK}: {message}", warning=True)
+    status.previous_stable_tag = status.previous_stable_image = None
+    status.stable_tag, status.stable_image = restored, image
+    status.phase, status.reason, status.message = "RolledBack", QUICK_ROLLBACK, message
+    status.canary_tag, status.current_step_index, status.canary_weight = None, None, 0

@@ -1,0 +1,321 @@
+"""Judging counter metrics (errors/requests, latency) with the sequential tests.
+
+Each analysis reads, per track, the counters' increase since the window
+start. The difference from the previous read is one interval's counts; it is
+folded into the evidence kept in the metric's status, so the evidence runs
+across steps and weight changes for the whole release while status stays a
+few dozen numbers. See docs/judge.md for the statistics.
+
+Verdicts:
+
+* ``fail``: a 'worse' or 'above the bound' test rejected its null (roll back);
+* ``pass``: every 'not worse' / 'below the bound' test rejected its null;
+* ``inconclusive``: not enough evidence yet. Never a rollback on its own; at
+  the end of the last step `analysis.onInconclusive` decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from controller.api.spec import Analysis, Metric
+from controller.api.status import Evidence, OneSidedTest, Tally, Verdict
+from controller.engine.judging import Judgement
+from controller.engine.observations import Measurement, TrackCounts
+from controller.judge import (
+    Design,
+    Increment,
+    above,
+    below,
+    bound_at_or_above,
+    bound_at_quantile,
+    count_above,
+    fold,
+    high_water,
+    log_e_value,
+    not_worse_than,
+    quantile,
+    rejects,
+    worse_than,
+)
+from controller.judge import Tally as Counts
+from controller.judge import increment as counts_since
+
+SAME_WINDOW = timedelta(seconds=1)
+"""Window starts are rendered in whole seconds: closer than this is the same window."""
+
+FAIL_TESTS = ("worse", "above")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The current window's cumulative counts, as the tests consume them."""
+
+    canary: Counts
+    stable: Counts | None
+    canary_over_max: float | None
+    bound: float | None
+    canary_value: float | None
+    stable_value: float | None
+
+
+def fail_level(analysis: Analysis) -> float:
+    """Each 'fail' test's share of the release's false-alarm rate (Bonferroni)."""
+    tests = sum(m.sequential_tests() for m in analysis.metrics)
+    return analysis.false_alarm_rate / max(1, tests)
+
+
+def designs(metric: Metric, analysis: Analysis) -> dict[str, Design]:
+    """The one-sided tests a metric runs, by name; fixed for the whole release."""
+    fail, passing = fail_level(analysis), analysis.false_alarm_rate
+    out: dict[str, Design] = {}
+    if metric.compare is not None:
+        out["worse"] = worse_than(metric.compare.max_ratio, fail)
+        out["notWorse"] = not_worse_than(metric.compare.max_ratio, passing)
+    if metric.threshold is not None and metric.threshold.max is not None:
+        bound = metric.threshold.max if metric.latency is None else 1.0 - metric.latency.quantile
+        out["above"] = above(bound, fail)
+        out["below"] = below(bound, passing)
+    return out
+
+
+def judge_counts(
+    metric: Metric,
+    analysis: Analysis,
+    measured: Measurement,
+    previous: Evidence | None,
+    now: datetime,
+) -> Judgement:
+    if measured.unreachable:
+        reason = f"Prometheus unreachable: {measured.error or 'no answer'}"
+        return Judgement("inconclusive", reason, evidence=previous)
+    if measured.error:
+        return Judgement("error", f"query failed: {measured.error}", evidence=previous)
+    canary, stable = measured.canary_counts, measured.stable_counts
+    if canary is None or canary.requests is None or measured.window_start is None:
+        if analysis.no_data == "fail":
+            return Judgement("fail", "no data for the canary track (noData: fail)")
+        reason = "no data for the canary track yet (noData: hold)"
+        return Judgement("inconclusive", reason, evidence=previous)
+    reading = _read(metric, canary, stable, previous)
+    evidence = _fold(metric, analysis, reading, measured.window_start, previous, now)
+    verdict, reason = _verdict(metric, analysis, evidence, reading)
+    return Judgement(verdict, reason, reading.canary_value, reading.stable_value, evidence)
+
+
+def _read(
+    metric: Metric, canary: TrackCounts, stable: TrackCounts | None, previous: Evidence | None
+) -> _Reading:
+    if metric.latency is None:
+        c = Counts(canary.errors or 0.0, canary.requests or 0.0)
+        s = None
+        if stable is not None and stable.requests is not None:
+            s = Counts(stable.errors or 0.0, stable.requests)
+        return _Reading(c, s, None, None, _ratio(c), _ratio(s) if s else None)
+    q = metric.latency.quantile
+    stable_buckets = stable.buckets if stable is not None and stable.requests is not None else ()
+    bound = previous.bound if previous is not None and previous.bound is not None else None
+    if bound is None and stable_buckets:
+        bound = bound_at_quantile(stable_buckets, q)
+    requests = canary.buckets[-1][1] if canary.buckets else 0.0
+    c = Counts(_above(canary.buckets, bound), requests)
+    s = None
+    if stable_buckets and bound is not None:
+        s = Counts(_above(stable_buckets, bound), stable_buckets[-1][1])
+    over_max = None
+    if metric.threshold is not None and metric.threshold.max is not None and canary.buckets:
+        limit = bound_at_or_above([le for le, _ in canary.buckets], metric.threshold.max)
+        over_max = count_above(canary.buckets, limit) if limit is not None else None
+    canary_q = quantile(canary.buckets, q) if canary.buckets else None
+    stable_q = quantile(stable_buckets, q) if stable_buckets else None
+    return _Reading(c, s, over_max, bound, canary_q, stable_q)
+
+
+def _above(buckets: tuple[tuple[float, float], ...], bound: float | None) -> float:
+    if bound is None:
+        return 0.0
+    return count_above(buckets, bound) or 0.0
+
+
+def _ratio(tally: Counts) -> float | None:
+    return tally.events / tally.total if tally.total > 0 else None
+
+
+def _fold(
+    metric: Metric,
+    analysis: Analysis,
+    reading: _Reading,
+    window_start: datetime,
+    previous: Evidence | None,
+    now: datetime,
+) -> Evidence:
+    """Count what is new since the previous read and fold it into every test."""
+    zero = Counts(0.0, 0.0)
+    if previous is None:
+        # the first read of the release; a latency bound read off this very
+        # data must not judge it, so that interval only anchors the counts
+        start: str = "anchor" if metric.latency is not None else "fresh"
+    elif abs(previous.window_start - window_start) <= SAME_WINDOW:
+        start = "anchor" if previous.bound is None and reading.bound is not None else "same"
+    elif window_start >= previous.counted_at - SAME_WINDOW:
+        start = "fresh"  # a new step: its window holds only data not counted yet
+    else:
+        start = "anchor"  # a window overlapping counted data (e.g. after a resume)
+    base_canary = base_stable = zero
+    base_over = 0.0
+    if start == "same" and previous is not None:
+        base_canary = Counts(previous.canary.events, previous.canary.total)
+        base_stable = Counts(previous.stable.events, previous.stable.total)
+        base_over = previous.canary_over_max or 0.0
+    elif start == "anchor":
+        base_canary, base_stable = reading.canary, reading.stable or zero
+        base_over = reading.canary_over_max or 0.0
+    inc_canary = counts_since(base_canary, reading.canary)
+    inc_stable = counts_since(base_stable, reading.stable) if reading.stable else zero
+    over = Counts(reading.canary_over_max or 0.0, reading.canary.total)
+    inc_over = counts_since(Counts(base_over, base_canary.total), over)
+
+    looks = previous.looks if previous is not None else 0
+    counting = start != "anchor"
+    looks += counting
+    tests = []
+    stored = {t.test: t for t in previous.tests} if previous is not None else {}
+    for name, design in designs(metric, analysis).items():
+        products, recent = design.start(), design.start()
+        if name in stored and len(stored[name].log_products) == len(design.alternatives):
+            products = np.asarray(stored[name].log_products, dtype=np.float64)
+            if len(stored[name].recent) == len(design.alternatives):
+                recent = np.asarray(stored[name].recent, dtype=np.float64)
+        if counting and name in ("worse", "notWorse") and reading.stable is not None:
+            split = Increment(
+                inc_canary.events, inc_canary.total, inc_stable.events, inc_stable.total
+            )
+            products, recent = fold(products, recent, design, split, looks)
+        elif counting and name in ("above", "below"):
+            events = inc_canary.events if metric.latency is None else inc_over.events
+            rate = Increment(events, inc_canary.total)
+            products, recent = fold(products, recent, design, rate, looks)
+        tests.append(
+            OneSidedTest(
+                test=name,
+                e_value=_rounded(math.exp(min(700.0, float(log_e_value(products, design))))),
+                needed=_rounded(math.exp(design.log_threshold)),
+                log_products=[float(v) for v in products],
+                recent=[float(v) for v in recent],
+            )
+        )
+
+    counted = previous.counted_canary if previous is not None else Tally()
+    expected = previous.expected_canary_events if previous is not None else 0.0
+    if reading.stable is not None and inc_stable.total > 0 and inc_canary.total > 0:
+        counted = Tally(
+            events=counted.events + inc_canary.events, total=counted.total + inc_canary.total
+        )
+        expected += inc_stable.events * inc_canary.total / inc_stable.total
+    canary_hw = high_water(base_canary, reading.canary) if start == "same" else reading.canary
+    stable_now = reading.stable or zero
+    stable_hw = high_water(base_stable, stable_now) if start == "same" else stable_now
+    return Evidence(
+        window_start=window_start,
+        counted_at=now,
+        canary=Tally(events=canary_hw.events, total=canary_hw.total),
+        stable=Tally(events=stable_hw.events, total=stable_hw.total),
+        canary_over_max=None
+        if reading.canary_over_max is None
+        else max(base_over, reading.canary_over_max),
+        bound=reading.bound,
+        counted_canary=counted,
+        expected_canary_events=_rounded(expected),
+        looks=looks,
+        tests=tests,
+    )
+
+
+def _rounded(value: float) -> float:
+    """Six significant digits: enough to decide, and status does not churn on noise."""
+    return float(f"{value:.6g}")
+
+
+def _verdict(
+    metric: Metric, analysis: Analysis, evidence: Evidence, reading: _Reading
+) -> tuple[Verdict, str]:
+    by_design = designs(metric, analysis)
+
+    def decided(t: OneSidedTest) -> bool:
+        design = by_design.get(t.test)
+        return design is not None and bool(rejects(t.log_products, design))
+
+    failed = [t for t in evidence.tests if t.test in FAIL_TESTS and decided(t)]
+    passing = [t for t in evidence.tests if t.test not in FAIL_TESTS]
+    summary = _summary(metric, evidence, reading)
+    if failed:
+        return "fail", f"{summary}; {_shown(metric, failed[0])}: fail"
+    if passing and all(decided(t) for t in passing):
+        shown = "; ".join(_shown(metric, t) for t in passing)
+        return "pass", f"{summary}; {shown}: pass"
+    pending = ", ".join(
+        f"{_label(t.test)} e-value {t.e_value:.3g} (decides at {t.needed:.3g})"
+        for t in evidence.tests
+    )
+    return "inconclusive", f"{summary}; {pending or 'no test configured'}: inconclusive"
+
+
+def _label(test: str) -> str:
+    return {"worse": "worse", "notWorse": "not worse", "above": "above", "below": "below"}[test]
+
+
+def _shown(metric: Metric, test: OneSidedTest) -> str:
+    if test.test == "worse":
+        what = f"shown worse than {_effect(metric)}"
+    elif test.test == "notWorse":
+        what = f"shown not {_effect(metric)} worse"
+    else:
+        what = f"shown {test.test} max {_bound(metric)}"
+    return f"{what} (e-value {test.e_value:.3g} >= {test.needed:.3g})"
+
+
+def _effect(metric: Metric) -> str:
+    assert metric.compare is not None
+    return f"{metric.compare.max_ratio:g}x stable"
+
+
+def _bound(metric: Metric) -> str:
+    assert metric.threshold is not None and metric.threshold.max is not None
+    if metric.latency is not None:
+        return f"{metric.threshold.max:g}s"
+    return f"{metric.threshold.max:.4g}"
+
+
+def _summary(metric: Metric, evidence: Evidence, reading: _Reading) -> str:
+    """What the data say, in the units a human checks: counts, ratios, quantiles."""
+    parts = []
+    observed, expected = evidence.counted_canary.events, evidence.expected_canary_events
+    if metric.compare is not None:
+        if reading.stable is None or (reading.bound is None and metric.latency is not None):
+            parts.append("waiting for stable traffic to compare against")
+        elif expected > 0:
+            kind = "errors" if metric.latency is None else "slow requests"
+            parts.append(
+                f"canary {kind} {observed / expected:.2f}x stable's rate "
+                f"({observed:.0f} vs {expected:.1f} expected)"
+            )
+        else:
+            parts.append(f"canary {observed:.0f} events, none expected yet at stable's rate")
+    if metric.latency is not None:
+        q = f"p{metric.latency.quantile * 100:g}"
+        canary_q = _seconds(reading.canary_value)
+        stable_q = _seconds(reading.stable_value)
+        bound = f", slow = above {reading.bound:g}s" if reading.bound is not None else ""
+        parts.append(f"{q} canary {canary_q} vs stable {stable_q}{bound}")
+    elif reading.canary_value is not None:
+        stable_text = f"{reading.stable_value:.3%}" if reading.stable_value is not None else "n/a"
+        parts.append(f"error ratio canary {reading.canary_value:.3%} vs stable {stable_text}")
+    return ", ".join(parts)
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}s"

@@ -1,0 +1,99 @@
+"""One audit-log judgement: the Secret, the provider, the counts, the statistics.
+
+Runs on the analysis schedule. Whatever goes wrong on the way (a missing
+Secret, a database that is down, a rejected query) becomes a report that
+holds the release and says why; only anomalies found in real counts can roll
+it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+
+import structlog
+
+from controller.adapters.ports import (
+    AuditLogRejected,
+    AuditLogSource,
+    AuditLogUnreachable,
+    Cluster,
+)
+from controller.adapters.postgres_audit import PostgresAuditLog
+from controller.adapters.prometheus import PrometheusSource
+from controller.adapters.prometheus_audit import PrometheusAuditCounter
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.auditlog import AuditReport, detect, plan_audit
+from controller.engine.observations import DeploymentView
+from controller.runtime import settings
+
+log = structlog.get_logger("controller.auditing")
+
+
+@lru_cache(maxsize=64)
+def _prometheus(address: str) -> PrometheusSource:
+    return PrometheusSource(address, timeout_s=settings.PROMETHEUS_TIMEOUT_S)
+
+
+def canary_share(target: DeploymentView, canary: DeploymentView | None) -> float | None:
+    """The canary's share of the Ready pods: what it should get of every action under no change."""
+    if canary is None:
+        return None
+    ready_canary, ready_stable = canary.ready_replicas, target.ready_replicas
+    if ready_canary <= 0 or ready_stable <= 0:
+        return None
+    return ready_canary / (ready_canary + ready_stable)
+
+
+def audit_source(
+    cluster: Cluster, spec: CanaryReleaseSpec, *, namespace: str, name: str
+) -> AuditLogSource:
+    analysis = spec.analysis
+    assert analysis is not None and analysis.audit_log is not None
+    config = analysis.audit_log
+    if config.sql is not None:
+        ref = config.sql.secret_ref
+        try:
+            dsn = cluster.read_secret_value(namespace, ref.name, ref.key)
+        except PermissionError as exc:
+            raise AuditLogRejected(str(exc)) from exc
+        if not dsn:
+            raise AuditLogRejected(f"Secret {ref.name!r} has no key {ref.key!r} in {namespace}")
+        return PostgresAuditLog(dsn, config.sql)
+    assert config.prometheus is not None
+    address = config.prometheus.address or analysis.prometheus.address
+    return PrometheusAuditCounter(
+        _prometheus(address),
+        config.prometheus,
+        namespace=namespace,
+        name=name,
+        target=spec.target_ref.name,
+    )
+
+
+def measure_audit_log(
+    cluster: Cluster,
+    spec: CanaryReleaseSpec,
+    status: CanaryReleaseStatus,
+    *,
+    target: DeploymentView,
+    canary: DeploymentView | None,
+    namespace: str,
+    name: str,
+    now: datetime,
+) -> AuditReport:
+    analysis = spec.analysis
+    assert analysis is not None and analysis.audit_log is not None
+    config = analysis.audit_log
+    plan = plan_audit(config, status, now)
+    try:
+        source = audit_source(cluster, spec, namespace=namespace, name=name)
+        sample = source.fetch(plan)
+    except AuditLogUnreachable as exc:
+        log.warning("audit log unreachable", error=str(exc))
+        return AuditReport("inconclusive", str(exc), now, unreachable=True, window_start=plan.start)
+    except AuditLogRejected as exc:
+        log.warning("audit log query rejected", error=str(exc))
+        return AuditReport("error", str(exc), now, window_start=plan.start)
+    return detect(config, plan, sample, canary_share=canary_share(target, canary), now=now)

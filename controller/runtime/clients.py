@@ -1,0 +1,64 @@
+"""The Kubernetes API client the runtime hands to the adapters, with its errors counted.
+
+Every request of the official client passes through `ApiClient.call_api`, which
+returns the raw response before any exception is raised, so one override counts
+each failed attempt (retries included) for every adapter without touching them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from kubernetes import client, config
+
+from controller.runtime.metrics import API_ERRORS
+
+
+def resource_of(url: str) -> str:
+    """The resource a request addressed: `/apis/apps/v1/namespaces/x/deployments/y` -> deployments.
+
+    A bounded label for the error counter (never an object name).
+    """
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    if parts[:1] == ["api"]:
+        rest = parts[2:]  # api/v1/...
+    elif parts[:1] == ["apis"]:
+        rest = parts[3:]  # apis/group/version/...
+    else:
+        return "other"
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]  # a namespaced resource
+    if not rest:
+        return "discovery"
+    subresource = f"/{rest[2]}" if len(rest) >= 3 else ""
+    return rest[0] + subresource
+
+
+class CountingApiClient(client.ApiClient):
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().call_api(method, url, *args, **kwargs)
+        except client.ApiException as exc:
+            API_ERRORS.labels(method, resource_of(url), str(exc.status or 0)).inc()
+            raise
+        except Exception:
+            API_ERRORS.labels(method, resource_of(url), "connection").inc()
+            raise
+        status = int(getattr(response, "status", 200))
+        if not 200 <= status <= 299 and status != 404:
+            API_ERRORS.labels(method, resource_of(url), str(status)).inc()
+        return response
+
+
+def load_configuration() -> None:
+    """In a pod: the ServiceAccount; elsewhere: KUBECONFIG (or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def api_client() -> CountingApiClient:
+    load_configuration()
+    return CountingApiClient()

@@ -1,0 +1,136 @@
+"""The controller's own Prometheus metrics, and the few functions that update them.
+
+Everything here is derived from what a reconcile already knows (the status
+before and after, the measurements taken), so counting never adds an API
+call. Transitions are counted only after their status write succeeded: a
+rollback or a promotion is counted once, by the replica that recorded it,
+even across a leader failover. Label values are bounded by the releases and
+metrics that exist; a deleted release's series are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+from typing import TypeVar, get_args
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from controller.api.status import CanaryReleaseStatus, Phase
+from controller.engine.observations import Measurement
+
+PHASES: tuple[str, ...] = get_args(Phase)
+RELEASE = ("namespace", "release")
+
+RELEASES = Gauge("canary_releases", "CanaryReleases this replica reconciles, by phase", ["phase"])
+WEIGHT = Gauge("canary_release_weight_percent", "Traffic share of the canary track", RELEASE)
+STEP = Gauge("canary_release_step", "Index of the current step (-1 when no canary runs)", RELEASE)
+MEASUREMENTS = Counter(
+    "canary_analysis_measurements_total",
+    "Metric measurements taken, by result (value, no_data, unreachable, rejected)",
+    [*RELEASE, "metric", "result"],
+)
+VERDICTS = Counter(
+    "canary_analysis_verdicts_total",
+    "Verdicts on metrics (pass, fail, inconclusive, error)",
+    [*RELEASE, "metric", "verdict"],
+)
+VALUE = Gauge(
+    "canary_analysis_value", "Latest measured value of a metric", [*RELEASE, "metric", "track"]
+)
+ROLLBACKS = Counter(
+    "canary_rollbacks_total", "Releases rolled back, by reason", [*RELEASE, "reason"]
+)
+PROMOTIONS = Counter("canary_promotions_total", "Releases promoted to all replicas", RELEASE)
+RECONCILE_SECONDS = Histogram(
+    "canary_reconcile_duration_seconds",
+    "Time for one reconcile (observe, decide, write, act), by result (ok, conflict, error)",
+    ["result"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+API_ERRORS = Counter(
+    "canary_kubernetes_api_errors_total",
+    "Failed Kubernetes API requests (each attempt; 404 is an answer, not an error)",
+    ["method", "resource", "code"],
+)
+PROVIDER_ERRORS = Counter(
+    "canary_provider_errors_total",
+    "Metric provider failures: unreachable (no answer) or rejected (a bad query)",
+    ["provider", "kind"],
+)
+LEADER = Gauge("canary_controller_leader", "1 while this replica holds the lease and reconciles")
+
+_Family = TypeVar("_Family", Counter, Gauge)
+_phases: dict[tuple[str, str], str] = {}
+_series: dict[tuple[str, str], set[tuple[Counter | Gauge, tuple[str, ...]]]] = {}
+_guard = threading.Lock()
+
+
+def _child(family: _Family, namespace: str, name: str, *rest: str) -> _Family:
+    """`family.labels(...)` for one release, remembered so `forget_release` can drop it."""
+    labels = (namespace, name, *rest)
+    with _guard:
+        _series.setdefault((namespace, name), set()).add((family, labels))
+    return family.labels(*labels)
+
+
+def _publish_phase_counts() -> None:
+    counts = dict.fromkeys(PHASES, 0)
+    for phase in _phases.values():
+        counts[phase] = counts.get(phase, 0) + 1
+    for phase, count in counts.items():
+        RELEASES.labels(phase=phase).set(count)
+
+
+def record_status(
+    namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryReleaseStatus
+) -> None:
+    """Publish a reconcile's outcome; call only once `new` is written (or unchanged)."""
+    with _guard:
+        _phases[(namespace, name)] = new.phase
+        _publish_phase_counts()
+    _child(WEIGHT, namespace, name).set(new.canary_weight)
+    step = new.current_step_index
+    _child(STEP, namespace, name).set(-1 if step is None else step)
+    if new.phase == "RolledBack" and old.phase != "RolledBack":
+        _child(ROLLBACKS, namespace, name, new.reason or "Unknown").inc()
+    if new.phase == "Succeeded" and old.phase != "Succeeded":
+        _child(PROMOTIONS, namespace, name).inc()
+    measured_before = {r.name: r.measured_at for r in old.metrics}
+    for result in new.metrics:
+        if measured_before.get(result.name) == result.measured_at:
+            continue  # not judged in this reconcile
+        _child(VERDICTS, namespace, name, result.name, result.verdict).inc()
+        for track, value in (("canary", result.canary_value), ("stable", result.stable_value)):
+            if value is not None:
+                _child(VALUE, namespace, name, result.name, track).set(value)
+
+
+def record_measurements(
+    namespace: str, name: str, measurements: Iterable[Measurement], provider: str = "prometheus"
+) -> None:
+    for m in measurements:
+        if m.unreachable:
+            result = "unreachable"
+            PROVIDER_ERRORS.labels(provider, "unreachable").inc()
+        elif m.error:
+            result = "rejected"
+            PROVIDER_ERRORS.labels(provider, "rejected").inc()
+        else:
+            result = "no_data" if m.canary is None or m.stable is None else "value"
+        _child(MEASUREMENTS, namespace, name, m.metric, result).inc()
+
+
+def forget_release(namespace: str, name: str) -> None:
+    """Drop a deleted release's series, so label sets stay bounded by what exists."""
+    with _guard:
+        _phases.pop((namespace, name), None)
+        _publish_phase_counts()
+        series = _series.pop((namespace, name), set())
+    for family, labels in series:
+        with contextlib.suppress(KeyError):
+            family.remove(*labels)
+
+
+_publish_phase_counts()

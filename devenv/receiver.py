@@ -1,0 +1,75 @@
+"""A local HTTP receiver on 127.0.0.1 standing in for Slack or a JSON webhook endpoint.
+
+Slack cannot run here, so this is the one test double for notifications. It
+records every request and answers according to its mode: `ok`, `fail` (500),
+`fail-then-ok` (500 for the first `failures` requests), or `hang` (never
+answers until released, like a receiver stuck behind a dead load balancer).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class Receiver:
+    def __init__(self, mode: str = "ok", failures: int = 0) -> None:
+        self.mode, self.failures = mode, failures
+        self.requests: list[Received] = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.requests.append(
+                        Received(self.path, dict(self.headers.items()), json.loads(raw or b"null"))
+                    )
+                    count = len(receiver.requests)
+                if receiver.mode == "hang":
+                    receiver.release.wait(120)
+                    return
+                failing = receiver.mode == "fail" or (
+                    receiver.mode == "fail-then-ok" and count <= receiver.failures
+                )
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def bodies(self) -> list[Any]:
+        with self._lock:
+            return [r.body for r in self.requests]
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()

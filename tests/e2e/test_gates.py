@@ -1,0 +1,233 @@
+"""Gates end to end: the controller process, the real control plane, a real PostgreSQL.
+
+A release whose gates fail is Blocked with the reason and starts nothing;
+fixing the cause (creating a Secret key, running the migration, deleting a
+failed Job) is enough for it to start, because the gates are re-checked
+while it waits.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import psycopg
+from kubernetes import client
+
+from devenv.cluster import POD_BEHAVIOR_LABEL
+from devenv.postgres import free_port
+from tests.e2e.conftest import ControllerFactory
+from tests.e2e.helpers import Releases, deployment, release, wait_for
+
+APP = "payments"
+IMAGE = "registry.example.com/payments:{}"
+STEPS = [{"setWeight": 50}, {"pause": {"duration": "2s"}}, {"setWeight": 100}]
+
+
+def _secret(releases: Releases, name: str, data: dict[str, str]) -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    body = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data=encoded)
+    releases.core.create_namespaced_secret(releases.namespace, body)
+
+
+def _patch_secret(releases: Releases, name: str, data: dict[str, str]) -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    releases.core.patch_namespaced_secret(name, releases.namespace, {"data": encoded})
+
+
+def _deployment_with_env(releases: Releases, env: list[dict[str, Any]]) -> None:
+    body = deployment(APP, 2, IMAGE.format("v1"))
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = env
+    releases.apps.create_namespaced_deployment(releases.namespace, body)
+
+    def available() -> bool:
+        dep = releases.deployment(APP)
+        return bool(dep and dep.status and (dep.status.available_replicas or 0) >= 2)
+
+    wait_for(available, 60, f"deployment {APP} Available")
+
+
+def _gated_release(**spec: Any) -> dict[str, Any]:
+    body = release(APP, "v1", None, steps=STEPS)
+    body["spec"].update(spec)
+    return body
+
+
+def _wait_reason(
+    releases: Releases, phase: str, reason: str, timeout: float = 90
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = releases.status(APP)
+        return status if (status.get("phase"), status.get("reason")) == (phase, reason) else None
+
+    return wait_for(reached, timeout, f"{APP} {phase} ({reason})")
+
+
+def _result(status: dict[str, Any], gate: str) -> dict[str, Any]:
+    return next(r for r in status["gates"]["results"] if r["gate"] == gate)
+
+
+def test_missing_secret_key_blocks_the_release_and_creating_it_unblocks(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    _secret(releases, "app-secrets", {"JWT_SECRET": "prod-jwt"})
+    _deployment_with_env(
+        releases,
+        [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "app-secrets", "key": "DATABASE_URL"}},
+            },
+            {"name": "NODE_ENV", "value": "production"},
+        ],
+    )
+    gates = {
+        "environment": {
+            "required": ["DATABASE_URL", "NODE_ENV"],
+            "forbidden": [{"pattern": "(?i)jest|mock", "reason": "test defaults"}],
+        }
+    }
+    releases.create(_gated_release(gates=gates))
+    controller(namespace)
+    releases.wait_phase(APP, "Idle", timeout=30)
+
+    releases.set_tag(APP, "v2")
+    blocked = _wait_reason(releases, "Blocked", "ReferenceMissing")
+    expected = "Secret app-secrets has no key DATABASE_URL (container app env DATABASE_URL)"
+    assert expected in blocked["message"]
+    result = _result(blocked, "environment")
+    assert result["verdict"] == "fail" and result["evidence"] == [expected]
+    assert releases.deployment(f"{APP}-canary") is None
+    condition = next(c for c in blocked["conditions"] if c["type"] == "GatesPassed")
+    assert condition["status"] == "False"
+    assert "ReleaseBlocked" in releases.event_reasons(APP)
+
+    _patch_secret(releases, "app-secrets", {"DATABASE_URL": "postgresql://db.prod/app"})
+    done = releases.wait_phase(APP, "Succeeded", timeout=120)
+    assert done["stableTag"] == "v2"
+    assert _result(done, "environment")["verdict"] == "pass"
+    assert {"GatesPassed", "ReleaseStarted", "Promoted"} <= set(releases.event_reasons(APP))
+
+
+def _hook(behavior: str | None) -> dict[str, Any]:
+    """The hook; behavior None (a merge-patch null) removes the label: the Job then succeeds."""
+    labels = {POD_BEHAVIOR_LABEL: behavior}
+    return {
+        "preRollout": {
+            "timeout": "2m",
+            "job": {
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {"name": "migrate", "image": "registry.example.com/payments:{tag}"}
+                        ]
+                    },
+                }
+            },
+        }
+    }
+
+
+def test_failed_pre_rollout_job_blocks_the_release(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    releases.create_deployment(APP, 2, IMAGE.format("v1"))
+    releases.create(_gated_release(hooks=_hook("fail")))
+    controller(namespace)
+    releases.wait_phase(APP, "Idle", timeout=30)
+
+    releases.set_tag(APP, "v2")
+    waiting = _wait_reason(releases, "Waiting", "PreRolloutHookRunning", timeout=60)
+    [run] = waiting["gates"]["hooks"]
+    assert run["hook"] == "preRollout" and run["tag"] == "v2"
+    batch = client.BatchV1Api(releases.core.api_client)
+    # status is written before the actions, so the Job may follow the Waiting phase by a moment
+    job = wait_for(lambda: batch.read_namespaced_job(run["job"], namespace), 30, "the hook Job")
+    container = job.spec.template.spec.containers[0]
+    assert container.image == "registry.example.com/payments:v2"
+    env = {e.name: e.value for e in container.env}
+    assert env["CANARY_TAG"] == "v2" and env["CANARY_HOOK"] == "preRollout"
+    assert job.metadata.owner_references[0].kind == "CanaryRelease"
+
+    blocked = _wait_reason(releases, "Blocked", "PreRolloutHookFailed", timeout=90)
+    assert f"Job {run['job']} failed" in blocked["message"]
+    assert releases.deployment(f"{APP}-canary") is None
+    assert "HookFailed" in releases.event_reasons(APP)
+
+    # Fix the hook, delete the failed Job: the controller runs it again and starts.
+    releases.patch(APP, {"spec": {"hooks": _hook(None)}})
+    generation = releases.get(APP)["metadata"]["generation"]
+    wait_for(
+        lambda: releases.status(APP).get("observedGeneration") == generation,
+        30,
+        "the controller to read the fixed hook",
+    )
+    batch.delete_namespaced_job(run["job"], namespace, propagation_policy="Background")
+    done = releases.wait_phase(APP, "Succeeded", timeout=150)
+    assert done["stableTag"] == "v2"
+    assert done["gates"]["hooks"][-1]["state"] == "Succeeded"
+
+
+OLD_SCHEMA = "CREATE TABLE security_keys (id serial PRIMARY KEY, name text NOT NULL);"
+SEED_MIGRATIONS = """
+ALTER TABLE security_keys ADD COLUMN IF NOT EXISTS key_hash VARCHAR(255);
+CREATE TABLE IF NOT EXISTS crypto_prices (
+  id VARCHAR(255) PRIMARY KEY,
+  currency VARCHAR(10) NOT NULL,
+  price DECIMAL(20, 8) NOT NULL,
+  cached_at TIMESTAMP NOT NULL,
+  created_at TIMESTAMP DEFAULT NOW(),
+  updated_at TIMESTAMP DEFAULT NOW()
+);
+"""
+SCHEMA_GATES = {
+    "database": {"secretKeyRef": {"name": "app-db", "key": "url"}, "connectTimeout": "2s"},
+    "schema": {
+        "tables": [
+            {"name": "security_keys", "columns": [{"name": "key_hash", "type": "VARCHAR(255)"}]},
+            {
+                "name": "crypto_prices",
+                "columns": [{"name": "price", "type": "DECIMAL(20, 8)"}, {"name": "cached_at"}],
+            },
+        ]
+    },
+    "migrations": {"lint": {"configMapRef": {"name": "payments-migrations"}}},
+}
+
+
+def test_database_down_then_missing_migrations_block_until_the_seed_migrations_run(
+    releases: Releases, namespace: str, controller: ControllerFactory, database: str
+) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(OLD_SCHEMA)
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/app"
+    _secret(releases, "app-db", {"url": down})
+    migrations = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="payments-migrations"),
+        data={"001_seed.sql": SEED_MIGRATIONS},
+    )
+    releases.core.create_namespaced_config_map(namespace, migrations)
+    releases.create_deployment(APP, 2, IMAGE.format("v1"))
+    releases.create(_gated_release(gates=SCHEMA_GATES))
+    controller(namespace)
+    releases.wait_phase(APP, "Idle", timeout=30)
+
+    releases.set_tag(APP, "v2")
+    blocked = _wait_reason(releases, "Blocked", "DatabaseUnreachable")
+    assert "database unreachable" in blocked["message"] and "127.0.0.1" in blocked["message"]
+    assert _result(blocked, "migration-lint")["verdict"] == "pass"
+    assert down not in str(blocked)  # the connection string never reaches status
+
+    _patch_secret(releases, "app-db", {"url": database})
+    mismatch = _wait_reason(releases, "Blocked", "SchemaMismatch")
+    assert _result(mismatch, "schema")["evidence"] == [
+        "column public.security_keys.key_hash does not exist",
+        "table public.crypto_prices does not exist",
+    ]
+    assert releases.deployment(f"{APP}-canary") is None
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(SEED_MIGRATIONS)
+    done = releases.wait_phase(APP, "Succeeded", timeout=120)
+    assert _result(done, "schema")["verdict"] == "pass"

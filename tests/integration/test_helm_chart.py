@@ -1,0 +1,280 @@
+"""The Helm chart rendered by the real helm binary: lint, modes, security, schema, drift.
+
+Installing it, and proving its RBAC with a whole canary, is in
+tests/e2e/test_helm_install.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from controller.runtime import metrics  # noqa: F401  (registers the families)
+from devenv.cluster import resolve_bin_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "canary-controller"
+KUBE_VERSION = "1.35.4"  # the local helm is built without a default Kubernetes version
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(resolve_bin_dir() / "helm"), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def render(*sets: str, namespace: str = "canary-system") -> list[dict[str, Any]]:
+    flags = [f for s in sets for f in ("--set", s)]
+    out = helm(
+        "template", "cc", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION, *flags
+    )
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def test_helm_lint_is_clean_in_strict_mode() -> None:
+    result = helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION)
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_default_install_is_cluster_wide_with_two_replicas_and_leader_election() -> None:
+    docs = render()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    args = container(docs)["args"]
+    assert "--leader-elect" in args and "--lease-duration=15" in args
+    assert not [a for a in args if a.startswith("--namespace")]
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_the_pod_is_locked_down() -> None:
+    docs = render()
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container(docs)["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    c = container(docs)
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (service,) = by_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http-metrics"
+    assert {p["name"] for p in c["ports"]} == {"http-metrics"}
+
+
+def _verbs(rules: list[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = f"{group or 'core'}/{resource}"
+                out.setdefault(key, set()).update(rule["verbs"])
+    return out
+
+
+def test_rbac_grants_exactly_the_documented_verbs() -> None:
+    (role,) = by_kind(render(), "ClusterRole")
+    verbs = _verbs(role["rules"])
+    assert verbs == {
+        "canary.dev/canaryreleases": {"get", "list", "watch", "patch"},
+        "canary.dev/canaryreleases/status": {"update"},
+        "apps/deployments": {"get", "create", "patch", "delete"},
+        "core/pods": {"list"},
+        "core/events": {"create"},
+        "core/secrets": {"get"},
+        "core/configmaps": {"get"},
+        "batch/jobs": {"get", "list", "create"},
+        "batch/cronjobs": {"get"},
+        "core/pods/log": {"get"},
+        "snapshot.storage.k8s.io/volumesnapshots": {"get", "list"},
+        "core/services": {"get", "create", "patch"},
+        "networking.k8s.io/ingresses": {"get", "create", "patch"},
+        "gateway.networking.k8s.io/httproutes": {"get", "patch"},
+        "networking.istio.io/virtualservices": {"get", "patch"},
+        "networking.istio.io/destinationrules": {"get"},
+    }
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
+    # and every rule is in the table of docs/install.md
+    table = (REPO / "docs" / "install.md").read_text()
+    for key, granted in verbs.items():
+        resource = key.split("/", 1)[1]
+        for verb in granted:
+            assert re.search(rf"\| `{re.escape(resource)}` .*\| `{verb}` \|", table), (
+                resource,
+                verb,
+            )
+
+
+def test_optional_rbac_can_be_turned_off() -> None:
+    docs = render("rbac.secretRefs=false", "rbac.gates=false", "rbac.routers=false")
+    (role,) = by_kind(docs, "ClusterRole")
+    assert set(_verbs(role["rules"])) == {
+        "canary.dev/canaryreleases",
+        "canary.dev/canaryreleases/status",
+        "apps/deployments",
+        "core/pods",
+        "core/events",
+    }
+
+
+def test_leases_are_limited_to_the_one_lease_by_name() -> None:
+    docs = render()
+    (role,) = [
+        r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")
+    ]
+    assert role["metadata"]["namespace"] == "canary-system"
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["cc-canary-controller"],
+            "verbs": ["get", "update"],
+        }
+    ]
+    assert "--leader-election-id=cc-canary-controller" in container(docs)["args"]
+
+
+def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide() -> None:
+    docs = render("watchNamespaces={team-a,team-b}")
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+    assert set(roles) == {"team-a", "team-b", "canary-system"}
+    assert _verbs(roles["team-a"]["rules"]) == _verbs(roles["team-b"]["rules"])
+    for binding in by_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "cc-canary-controller", "namespace": "canary-system"}
+        ]
+    args = container(docs)["args"]
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+
+
+def test_service_monitor_and_dashboard_are_optional() -> None:
+    assert not by_kind(render(), "ServiceMonitor")
+    docs = render("metrics.serviceMonitor.enabled=true", "grafanaDashboard.enabled=true")
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (service,) = by_kind(docs, "Service")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (dashboard,) = by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["canary-controller.json"])["uid"] == "canary-controller"
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCount=two", "got string, want integer"),
+        ("watchNamespaces={Team_A}", "watchNamespaces/0"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("controller.logLevel=LOUD", "logLevel"),
+        ("metrics.port=70000", "metrics/port"),
+        ("leaderElection.leaseDuration=-1", "leaseDuration"),
+        ("unknownKey=1", "unknownKey"),
+    ],
+)
+def test_the_schema_rejects_bad_values(setting: str, complaint: str) -> None:
+    result = helm(
+        "template", "cc", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting, check=False
+    )
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_two_replicas_without_leader_election_are_refused() -> None:
+    result = helm(
+        "template",
+        "cc",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "leaderElection.enabled=false",
+        check=False,
+    )
+    assert result.returncode != 0 and "needs leaderElection.enabled" in result.stderr
+    single = render("leaderElection.enabled=false", "replicaCount=1")
+    assert "--leader-elect" not in container(single)["args"]
+    assert not by_kind(single, "PodDisruptionBudget")  # one replica cannot keep one available
+
+
+def test_plain_manifests_are_the_rendered_chart() -> None:
+    result = subprocess.run(
+        [str(REPO / "hack" / "render-manifests.sh"), "--check"],
+        env={"HELM": str(resolve_bin_dir() / "helm"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()) if d]
+    (namespace,) = by_kind(docs, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_dashboard_queries_only_metrics_the_controller_exports() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "canary-controller.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(exprs) >= 10
+    used = {
+        name for expr in exprs for name in re.findall(r"\b((?:canary|process)_[a-z_]+)\b", expr)
+    }
+    exported = {
+        sample_name
+        for family in REGISTRY.collect()
+        for sample_name in [family.name, *(s.name for s in family.samples)]
+    }
+    # histograms and counters expose suffixed series
+    exported |= {f"{n}_bucket" for n in exported} | {f"{n}_count" for n in exported}
+    exported |= {f"{n}_total" for n in exported}
+    missing = sorted(used - exported)
+    assert not missing, f"the dashboard queries metrics nobody exports: {missing}"
+    assert {"canary_releases", "canary_rollbacks_total", "canary_analysis_verdicts_total"} <= used

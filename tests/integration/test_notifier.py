@@ -1,0 +1,152 @@
+"""The notification dispatcher against real HTTP receivers and real Secrets."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from prometheus_client import REGISTRY
+
+from controller.adapters.secrets import SecretReader
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import RecordEvent
+from controller.runtime.notifying import Dispatcher, SendPolicy, Sink
+from devenv.receiver import Receiver
+from tests.e2e.helpers import wait_for
+
+RELEASE = {"metadata": {"namespace": "shop", "name": "payments"}}
+STATUS = CanaryReleaseStatus(phase="RolledBack", stable_tag="v1", canary_tag="v2")
+ROLLED_BACK = RecordEvent("Warning", "RolledBack", "MetricBreach: metric error-rate: 0.4 > 0.05")
+STARTED = RecordEvent("Normal", "ReleaseStarted", "canary of v2 started (stable: v1)")
+FAST = SendPolicy(timeout_s=1.0, attempts=3, max_backoff_s=0.2, cooldown_s=300, queue_size=16)
+
+
+def _count(result: str, type_: str = "webhook") -> float:
+    value = REGISTRY.get_sample_value(
+        "canary_notifications_total", {"type": type_, "result": result}
+    )
+    return value or 0.0
+
+
+def _counter(result: str, type_: str = "webhook") -> Callable[[], float]:
+    before = _count(result, type_)
+    return lambda: _count(result, type_) - before
+
+
+def test_slack_and_json_receivers_get_their_payloads() -> None:
+    with Receiver() as slack, Receiver() as hook:
+        dispatcher = Dispatcher(
+            None,
+            sinks=[Sink("slack", "slack", url=slack.url), Sink("webhook", "hook", url=hook.url)],
+            policy=FAST,
+        )
+        assert dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK) == 2
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    [to_slack] = slack.requests
+    assert to_slack.body["text"] == ":rotating_light: shop/payments: v2 rolled back"
+    assert "0.4 > 0.05" in to_slack.body["attachments"][0]["text"]
+    [to_hook] = hook.requests
+    assert to_hook.headers["X-Canary-Event"] == "rollback"
+    body = to_hook.body
+    assert (body["kind"], body["reason"], body["phase"]) == ("rollback", "RolledBack", "RolledBack")
+    assert body["release"] == {"namespace": "shop", "name": "payments"}
+    assert to_hook.headers["X-Canary-Delivery"] == body["id"]
+
+
+def test_transient_failures_are_retried_with_backoff() -> None:
+    with Receiver("fail-then-ok", failures=2) as hook:
+        sent = _counter("sent")
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
+        dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK)
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    assert len(hook.requests) == 3  # two 500s, then accepted
+    assert len({r.body["id"] for r in hook.requests}) == 1  # the same notice each time
+    assert sent() == 1
+
+
+def test_a_dead_receiver_gets_bounded_retries_then_a_cool_down() -> None:
+    with Receiver("fail") as hook:
+        failed, skipped = _counter("failed"), _counter("skipped")
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
+        dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK)
+        dispatcher.publish(RELEASE, None, STATUS, STARTED)
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    assert len(hook.requests) == FAST.attempts  # the second notice was not even tried
+    assert failed() == 1 and skipped() == 1
+
+
+def test_a_hanging_receiver_never_blocks_publish_and_overflow_is_dropped() -> None:
+    """publish() returns while the receiver holds every request: if it waited on the
+    network this test would hang (and fail on the timeout) instead of reaching the asserts."""
+    policy = SendPolicy(timeout_s=60, attempts=1, queue_size=2)
+    with Receiver("hang") as hook:
+        dropped = _counter("dropped")
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=policy)
+        queued = [dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK) for _ in range(6)]
+        wait_for(lambda: hook.requests, 30, "the first request to reach the receiver")
+        # one in flight (held by the receiver), two queued, the rest dropped
+        assert sum(queued) in (2, 3) and dropped() == 6 - sum(queued)
+        hook.release.set()
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+
+
+def test_events_nobody_is_paged_about_are_not_sent() -> None:
+    with Receiver() as hook:
+        dispatcher = Dispatcher(
+            None,
+            sinks=[Sink("webhook", "hook", url=hook.url, kinds=frozenset({"rollback"}))],
+            policy=FAST,
+        )
+        assert dispatcher.publish(RELEASE, None, STATUS, STARTED) == 0
+        paused = RecordEvent("Normal", "Paused", "paused by a human")
+        assert dispatcher.publish(RELEASE, None, STATUS, paused) == 0
+        assert dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK) == 1
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    assert [b["reason"] for b in hook.bodies()] == ["RolledBack"]
+
+
+def test_release_notifiers_read_their_url_from_a_secret(
+    k8s: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(k8s)
+    spec = _spec_with_notifiers(
+        [
+            {"name": "team", "type": "slack", "urlSecretRef": {"name": "hooks", "key": "slack"}},
+            {"name": "missing", "urlSecretRef": {"name": "no-such-secret"}},
+        ]
+    )
+    release = {"metadata": {"namespace": namespace, "name": "payments"}}
+    with Receiver() as slack:
+        core.create_namespaced_secret(
+            namespace,
+            {
+                "metadata": {"name": "hooks"},
+                "data": {"slack": base64.b64encode(slack.url.encode()).decode()},
+            },
+        )
+        no_url = _counter("no_url")
+        dispatcher = Dispatcher(SecretReader(k8s), policy=FAST)
+        assert dispatcher.publish(release, spec, STATUS, ROLLED_BACK) == 2
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    [received] = slack.requests
+    assert received.body["text"].startswith(":rotating_light:")
+    assert no_url() == 1  # the Secret that does not exist: logged and counted, nothing sent
+
+
+def _spec_with_notifiers(notifiers: list[dict[str, Any]]) -> CanaryReleaseSpec:
+    return CanaryReleaseSpec.model_validate(
+        {
+            "targetRef": {"name": "payments"},
+            "release": {"tag": "v2", "image": "registry.example.com/payments:{tag}"},
+            "notifications": notifiers,
+        }
+    )

@@ -1,0 +1,137 @@
+"""Watching after promotion: a breach puts the previous image back without a capacity dip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.api.status import CanaryReleaseStatus, PostPromotionStatus
+from controller.engine.actions import RecordEvent, UpdateStable
+from controller.engine.decide import decide
+from controller.engine.observations import DeploymentView, Measurement, Observed
+from tests.unit.auditworld import AuditWorld, spec_with
+from tests.unit.world import healthy
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+STEPS = [{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
+WATCH = {
+    "duration": "1h",
+    "interval": "1m",
+    "metrics": [
+        {
+            "name": "error-rate",
+            "query": 'sum(rate(errors{track="{{track}}"}[{{window}}]))',
+            "threshold": {"max": 0.05},
+        }
+    ],
+}
+V1, V2 = "registry.example.com/app:v1", "registry.example.com/app:v2"
+
+
+def _world(after_breach: datetime | None, watch: dict[str, object] = WATCH) -> AuditWorld:
+    def after(promql: str, at: datetime) -> float | None:
+        assert 'track="stable"' in promql
+        return 0.3 if after_breach is not None and at >= after_breach else 0.01
+
+    spec = spec_with(post_promotion=watch, steps=STEPS)
+    return AuditWorld(spec=spec, metric=healthy, start=T0, after=after)
+
+
+def _event_reasons(world: AuditWorld) -> list[str]:
+    return [a.reason for _, _, acts, _ in world.log for a in acts if isinstance(a, RecordEvent)]
+
+
+def test_breach_after_promotion_rolls_stable_back_to_the_previous_image() -> None:
+    world = _world(after_breach=T0 + timedelta(minutes=40))
+    world.run(until=timedelta(minutes=30), every=timedelta(seconds=30))
+    promoted = world.status
+    assert promoted.phase == "Succeeded" and promoted.previous_stable_image == V1
+    assert promoted.post_promotion is not None and promoted.post_promotion.state == "Watching"
+    assert world.stable.image == V2
+
+    world.start = T0 + timedelta(minutes=30, seconds=30)
+    world.run(until=timedelta(hours=1), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "RolledBack" and status.reason == "PostPromotionBreach"
+    assert "after promotion, metric error-rate: value 0.3 > max 0.05" in (status.message or "")
+    assert 'track="stable"' in (status.message or "")
+    assert world.stable.image == V1 and world.stable.replicas == 10
+    assert status.stable_tag == "v1" and status.stable_image == V1
+    assert status.post_promotion is not None and status.post_promotion.state == "RolledBack"
+    assert [(h.tag, h.outcome) for h in status.history] == [
+        ("v2", "Succeeded"),
+        ("v2", "RolledBack"),
+    ]
+    # capacity never dipped: the image went back with maxUnavailable 0 ...
+    assert min(cap for *_, cap in world.log) >= 10
+    rollback = [
+        a
+        for _, _, acts, _ in world.log
+        for a in acts
+        if isinstance(a, UpdateStable) and a.image == V1
+    ]
+    assert rollback[0].max_unavailable == "0"
+    # ... and the Deployment's own strategy is back afterwards
+    assert (world.stable.max_unavailable, world.stable.max_surge) == ("25%", "25%")
+    assert status.saved_strategy is None
+    assert "RolledBack" in _event_reasons(world)
+
+
+def test_rolled_back_tag_is_neither_adopted_nor_retried_by_itself() -> None:
+    world = _world(after_breach=T0 + timedelta(minutes=20))
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack" and world.stable.image == V1
+    assert world.status.canary_tag == "v2" and world.canary is None
+    assert sum(1 for *_, acts, _ in world.log for a in acts if isinstance(a, UpdateStable)) <= 4
+
+
+def test_a_quiet_watch_ends_and_stops_measuring() -> None:
+    world = _world(after_breach=None)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "Succeeded" and world.stable.image == V2
+    assert status.post_promotion is not None and status.post_promotion.state == "Passed"
+    assert status.post_promotion.metrics[0].verdict == "pass"
+    assert status.next_analysis_at is None
+    assert _event_reasons(world).count("WatchPassed") == 1
+
+
+def test_a_breach_after_the_watch_ended_is_not_acted_on() -> None:
+    world = _world(after_breach=T0 + timedelta(hours=1, minutes=30))
+    world.run(until=timedelta(hours=3), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.stable.image == V2
+
+
+def test_unreachable_prometheus_during_the_watch_never_rolls_back() -> None:
+    world = _world(after_breach=None)
+
+    def down(promql: str, at: datetime) -> float | None:
+        return None  # no data: held, never a breach
+
+    world.after = down
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.stable.image == V2
+    watch = world.status.post_promotion
+    assert watch is not None and watch.metrics[0].verdict == "inconclusive"
+
+
+def test_a_breach_with_no_previous_image_is_reported_not_acted_on() -> None:
+    """A release promoted by an older controller kept no previous image: say so, change nothing."""
+    spec = spec_with(post_promotion=WATCH, steps=STEPS)
+    status = CanaryReleaseStatus(
+        phase="Succeeded",
+        stable_tag="v2",
+        stable_image=V2,
+        previous_stable_tag="v1",
+        post_promotion=PostPromotionStatus(
+            state="Watching", started_at=T0, until=T0 + timedelta(hours=1)
+        ),
+    )
+    target = DeploymentView("app", 10, V2, 10, 10, 10, max_unavailable="25%", max_surge="25%")
+    breach = (Measurement("error-rate", 0.3, None, "errors"),)
+    observed = Observed(target, post_promotion=breach)
+    new, actions = decide(spec, status, observed, T0 + timedelta(minutes=5))
+    assert new.phase == "Succeeded" and new.stable_image == V2
+    assert new.post_promotion is not None and new.post_promotion.state == "Breached"
+    assert not [a for a in actions if isinstance(a, UpdateStable)]
+    [event] = [a for a in actions if isinstance(a, RecordEvent)]
+    assert event.reason == "PostPromotionBreach" and "no previous image" in event.message

@@ -1,0 +1,133 @@
+"""The controller's own metrics: what a reconcile's before/after status publishes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import REGISTRY
+
+from controller.api.status import CanaryReleaseStatus, MetricResult
+from controller.engine.observations import Measurement
+from controller.runtime import metrics
+from controller.runtime.clients import resource_of
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _release() -> tuple[str, str]:
+    """A fresh label set per test: the registry is process-global."""
+    return f"ns-{uuid.uuid4().hex[:6]}", "payments"
+
+
+def _result(verdict: str, at: datetime, canary: float = 0.01) -> MetricResult:
+    return MetricResult(
+        name="error-rate",
+        canary_value=canary,
+        stable_value=0.01,
+        verdict=verdict,  # type: ignore[arg-type]
+        reason="r",
+        measured_at=at,
+    )
+
+
+def test_phase_weight_and_step_follow_the_status() -> None:
+    ns, name = _release()
+    before = _value("canary_releases", phase="Paused")
+    idle = CanaryReleaseStatus()
+    paused = CanaryReleaseStatus(phase="Paused", canary_weight=10, current_step_index=1)
+    metrics.record_status(ns, name, idle, paused)
+    assert _value("canary_releases", phase="Paused") == before + 1
+    assert _value("canary_release_weight_percent", namespace=ns, release=name) == 10
+    assert _value("canary_release_step", namespace=ns, release=name) == 1
+    done = CanaryReleaseStatus(phase="Succeeded")
+    metrics.record_status(ns, name, paused, done)
+    assert _value("canary_releases", phase="Paused") == before
+    assert _value("canary_release_step", namespace=ns, release=name) == -1
+    assert _value("canary_promotions_total", namespace=ns, release=name) == 1
+
+
+def test_a_rollback_is_counted_once_with_its_reason() -> None:
+    ns, name = _release()
+    active = CanaryReleaseStatus(phase="Progressing", canary_weight=10)
+    rolled = CanaryReleaseStatus(phase="RolledBack", reason="MetricBreach")
+    metrics.record_status(ns, name, active, rolled)
+    metrics.record_status(ns, name, rolled, rolled)  # later reconciles change nothing
+    labels = {"namespace": ns, "release": name, "reason": "MetricBreach"}
+    assert _value("canary_rollbacks_total", **labels) == 1
+
+
+def test_only_fresh_verdicts_are_counted() -> None:
+    ns, name = _release()
+    first = CanaryReleaseStatus(phase="Paused", metrics=[_result("pass", T0)])
+    metrics.record_status(ns, name, CanaryReleaseStatus(phase="Paused"), first)
+    metrics.record_status(ns, name, first, first)  # no new measurement: no new verdict
+    later = T0 + timedelta(seconds=30)
+    second = CanaryReleaseStatus(phase="Paused", metrics=[_result("fail", later, canary=0.4)])
+    metrics.record_status(ns, name, first, second)
+    verdict = {"namespace": ns, "release": name, "metric": "error-rate"}
+    assert _value("canary_analysis_verdicts_total", **verdict, verdict="pass") == 1
+    assert _value("canary_analysis_verdicts_total", **verdict, verdict="fail") == 1
+    assert _value("canary_analysis_value", **verdict, track="canary") == 0.4
+    assert _value("canary_analysis_value", **verdict, track="stable") == 0.01
+
+
+def test_measurement_results_and_provider_errors() -> None:
+    ns, name = _release()
+    unreachable_before = _value(
+        "canary_provider_errors_total", provider="prometheus", kind="unreachable"
+    )
+    batch = [
+        Measurement("error-rate", 0.01, 0.01, "q"),
+        Measurement("latency", None, 0.2, "q"),
+        Measurement("saturation", None, None, "q", error="connection refused", unreachable=True),
+        Measurement("typo", None, None, "q", error="parse error"),
+    ]
+    metrics.record_measurements(ns, name, batch)
+    base = {"namespace": ns, "release": name}
+    results = {
+        "error-rate": "value",
+        "latency": "no_data",
+        "saturation": "unreachable",
+        "typo": "rejected",
+    }
+    for metric, result in results.items():
+        labels = {**base, "metric": metric, "result": result}
+        assert _value("canary_analysis_measurements_total", **labels) == 1
+    assert (
+        _value("canary_provider_errors_total", provider="prometheus", kind="unreachable")
+        == unreachable_before + 1
+    )
+
+
+def test_a_deleted_release_leaves_no_series_behind() -> None:
+    ns, name = _release()
+    paused = CanaryReleaseStatus(
+        phase="Paused", canary_weight=10, current_step_index=1, metrics=[_result("pass", T0)]
+    )
+    metrics.record_status(ns, name, CanaryReleaseStatus(), paused)
+    metrics.record_measurements(ns, name, [Measurement("error-rate", 0.01, 0.01, "q")])
+    metrics.forget_release(ns, name)
+    exported = [
+        sample
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == ns
+    ]
+    assert exported == []
+
+
+def test_api_error_resource_label_names_the_resource_not_the_object() -> None:
+    base = "https://10.0.0.1:6443"
+    assert resource_of(f"{base}/apis/apps/v1/namespaces/a/deployments/web") == "deployments"
+    assert resource_of(f"{base}/api/v1/namespaces/a/pods?labelSelector=x") == "pods"
+    status = f"{base}/apis/canary.dev/v1alpha1/namespaces/a/canaryreleases/web/status"
+    assert resource_of(status) == "canaryreleases/status"
+    assert resource_of(f"{base}/apis/canary.dev/v1alpha1/canaryreleases") == "canaryreleases"
+    assert resource_of(f"{base}/api/v1/namespaces/team-a") == "namespaces"
+    assert resource_of(f"{base}/apis") == "discovery"
+    assert resource_of(f"{base}/version") == "other"

@@ -1,0 +1,99 @@
+"""What one CanaryRelease does with a tag from the webhook: pure rules, no server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.runtime.webhook import Deliveries, judge_tag, repositories_of
+
+
+def _release(
+    tag: str = "v1.2.0",
+    *,
+    stable: str | None = "v1.2.0",
+    canary: str | None = None,
+    phase: str = "Succeeded",
+    **annotations: str,
+) -> dict[str, Any]:
+    names = {
+        "pattern": "canary.dev/tag-pattern",
+        "downgrade": "canary.dev/allow-downgrade",
+        "repository": "canary.dev/repository",
+    }
+    return {
+        "metadata": {
+            "name": "payments",
+            "namespace": "shop",
+            "resourceVersion": "7",
+            "annotations": {names[k]: v for k, v in annotations.items()},
+        },
+        "spec": {"release": {"tag": tag}},
+        "status": {"phase": phase, "stableTag": stable, "canaryTag": canary},
+    }
+
+
+def test_a_newer_semver_tag_is_set() -> None:
+    verdict = judge_tag(_release(), "v1.3.0")
+    assert (verdict.status, verdict.outcome) == (200, "updated")
+    assert "v1.2.0 -> v1.3.0" in verdict.reason
+
+
+def test_a_non_semver_tag_is_refused_by_default() -> None:
+    verdict = judge_tag(_release(), "nightly")
+    assert verdict.status == 422 and "semver" in verdict.reason
+
+
+def test_the_release_can_set_its_own_pattern() -> None:
+    release = _release("2026.11.1", stable="2026.11.1", pattern=r"\d{4}\.\d+\.\d+")
+    assert judge_tag(release, "2026.11.2").outcome == "updated"
+    refused = judge_tag(release, "v1.0.0")
+    assert refused.status == 422 and r"\d{4}" in refused.reason
+
+
+def test_a_broken_pattern_annotation_is_a_422_with_the_reason() -> None:
+    verdict = judge_tag(_release(pattern="v("), "v1.3.0")
+    assert verdict.status == 422 and "canary.dev/tag-pattern" in verdict.reason
+
+
+def test_an_older_tag_than_stable_is_refused() -> None:
+    verdict = judge_tag(_release(), "v1.1.9")
+    assert verdict.status == 409
+    assert "older than v1.2.0" in verdict.reason and "allow-downgrade" in verdict.reason
+
+
+def test_an_older_tag_than_the_running_canary_is_refused() -> None:
+    release = _release("v1.3.0", stable="v1.2.0", canary="v1.3.0", phase="Paused")
+    verdict = judge_tag(release, "v1.2.5")
+    assert verdict.status == 409 and "older than v1.3.0" in verdict.reason
+
+
+def test_a_rolled_back_canary_does_not_count_as_running() -> None:
+    release = _release("v1.3.0", stable="v1.2.0", canary="v1.3.0", phase="RolledBack")
+    assert judge_tag(release, "v1.2.5").outcome == "updated"
+
+
+def test_a_downgrade_is_allowed_when_the_release_says_so() -> None:
+    assert judge_tag(_release(downgrade="true"), "v1.1.9").outcome == "updated"
+
+
+def test_the_same_tag_again_changes_nothing() -> None:
+    verdict = judge_tag(_release(), "v1.2.0")
+    assert (verdict.status, verdict.outcome) == (200, "unchanged")
+
+
+def test_a_tag_the_crd_would_reject_is_refused_first() -> None:
+    release = _release(pattern=".*")
+    assert judge_tag(release, "v1 2").status == 422
+
+
+def test_repositories_are_case_insensitive_and_may_be_listed() -> None:
+    release = _release(repository="Acme/Payments, acme/payments-mirror")
+    assert repositories_of(release) == {"acme/payments", "acme/payments-mirror"}
+
+
+def test_deliveries_remember_a_bounded_number_of_ids() -> None:
+    seen = Deliveries(size=2)
+    for delivery in ("a", "b", "c"):
+        seen.remember(delivery)
+    assert not seen.seen("a")  # the oldest was forgotten
+    assert seen.seen("b") and seen.seen("c")
