@@ -26,7 +26,7 @@ def wait_for(
             last = predicate()
         except ApiException as exc:
             last = exc
-        if last:
+        if last and not isinstance(last, ApiException):
             return last  # type: ignore[no-any-return]
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
