@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from controller.api.auditlog import AuditLog
-from controller.auditlog import AuditPlan, AuditSample, detect
+from controller.auditlog import AuditPlan, AuditSample
+from controller.auditlog.detection import detect
 
 LOOK = timedelta(minutes=5)
 LOOKS = 288  # 24 hours
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for effect in (1.0, 3.0, 10.0):
             hits = [simulate(rng, effect, onset) for _ in range(args.runs)]
             detected = [h for h in hits if h is not None]
-            delays = [(h - onset) * 5 for h in detected if h > onset]
+            delays = [(h - onset) * 5 for h in detected if h > onset and effect != 1.0]
             record = {
                 "comparison": comparison,
                 "effect": "none" if effect == 1.0 else f"user.delete_x{effect:g}",

@@ -26,7 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.judge.scenarios import Counters, bound_index
-from controller.judge import Design, Increment, has_data, interval_log_lr, log_e_value, worse_than
+from controller.judge import (
+    Design,
+    Increment,
+    has_data,
+    interval_log_lr,
+    log_e_value,
+    robust_products,
+    worse_than,
+)
 from controller.judge.eprocesses import log_floor
 
 ERROR_MAX = 0.02
@@ -79,8 +87,9 @@ def first_fails(
     Each test is (design, reads, counting): looks that do not count only move
     the baseline (the engine's 'anchor'). The tests run in one loop (their
     designs share level and weights, hence caps and threshold), applying
-    `controller.judge.advance` inlined, with the floors computed once: the
-    same arithmetic as the engine, fast enough for millions of looks.
+    `controller.judge.advance` inlined, with the floors computed once, and
+    deciding on `robust_products`: the same arithmetic as the engine, fast
+    enough for millions of looks.
     """
     designs = [d for d, _, _ in tests]
     first = designs[0]
@@ -93,8 +102,9 @@ def first_fails(
     releases = sizes[0]
     floors = log_floor(np.maximum(np.cumsum(counting, axis=1), 1))
     cap, ceiling = first.log_cap, first.log_ceiling
-    products, recent = first.start((rows,)), first.start((rows,))
-    room = np.empty_like(products)
+    zero = first.start((rows,))
+    products, recent, largest = zero.copy(), zero.copy(), zero.copy()
+    pair = np.empty_like(zero)
     failed = np.full(rows, np.inf)
     for block in range(0, looks, BLOCK):
         span = slice(block, min(looks, block + BLOCK))
@@ -102,27 +112,30 @@ def first_fails(
             (interval_log_lr(d, _slice(inc, span)), has_data(d, _slice(inc, span)))
             for d, inc in zip(designs, increments, strict=True)
         ]
-        llr = np.concatenate([p[0] for p in parts])
+        llr = np.minimum(np.concatenate([p[0] for p in parts]), cap)
         fresh = np.concatenate([p[1] for p in parts])
         count = counting[:, span]
         simple = count.all(axis=0) & fresh.all(axis=0)  # looks needing no per-row masks
         history = np.empty(llr.shape)
         for j in range(llr.shape[1]):
-            np.maximum(recent, 0.0, out=room)
-            np.subtract(cap, room, out=room)
-            added = np.minimum(llr[:, j], room)
+            added = llr[:, j]
             floor = floors[:, block + j, None]
             if simple[j]:
                 np.add(products, added, out=products)
                 np.maximum(products, floor, out=products)
                 np.minimum(products, ceiling, out=products)
+                np.maximum(recent, 0.0, out=pair)
+                pair += np.maximum(added, 0.0)
+                np.maximum(largest, pair, out=largest)
                 recent = added
             else:
-                moved = np.clip(products + added, floor, ceiling)
                 counted = count[:, j, None]
-                products = np.where(counted, moved, products)
-                recent = np.where(counted & fresh[:, j, None], added, recent)
-            history[:, j] = products
+                products = np.where(counted, np.clip(products + added, floor, ceiling), products)
+                update = counted & fresh[:, j, None]
+                bursts = np.maximum(recent, 0.0) + np.maximum(added, 0.0)
+                largest = np.where(update, np.maximum(largest, bursts), largest)
+                recent = np.where(update, added, recent)
+            history[:, j] = robust_products(products, largest)
         failed = np.minimum(failed, _first_crossing(history, designs, sizes, times[span]))
         # a release is over at its first rollback, whichever test decides it
         if np.isfinite(failed.reshape(len(tests), releases).min(axis=0)).all():

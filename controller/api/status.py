@@ -47,13 +47,18 @@ class OneSidedTest(StatusModel):
     """One sequential test: its running log-products, one per alternative (a fixed handful)."""
 
     test: Literal["worse", "notWorse", "above", "below"]
-    e_value: float = Field(description="the evidence so far; the test decides at `needed`")
+    e_value: float = Field(
+        description="the evidence so far, its largest burst set aside; decides at `needed`"
+    )
     needed: float
     log_products: list[float] = Field(default_factory=list, max_length=8)
     recent: list[float] = Field(
+        default_factory=list, max_length=8, description="what the last interval added"
+    )
+    largest_burst: list[float] = Field(
         default_factory=list,
         max_length=8,
-        description="what the last interval added per alternative (two in a row are capped)",
+        description="the most two consecutive intervals added: set aside when deciding",
     )
 
 

@@ -29,7 +29,13 @@ class DeploymentView:
     """Pods of every revision (status.replicas): above `replicas` while old pods remain."""
 
     def settled(self, image: str, replicas: int) -> bool:
-        """True once the Deployment controller has fully rolled out `image` at `replicas`."""
+        """True once the Deployment controller has fully rolled out `image` at `replicas`.
+
+        Ready and available counts include pods of the old image, so a rollout
+        that still has an old pod next to a starting new one would look done:
+        `status_replicas` (when observed) says no old pod is left.
+        """
+        leftover = self.status_replicas is not None and self.status_replicas > replicas
         return (
             self.image == image
             and self.replicas == replicas
@@ -37,6 +43,7 @@ class DeploymentView:
             and self.updated_replicas >= replicas
             and self.available_replicas >= replicas
             and self.ready_replicas >= replicas
+            and not leftover
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from controller.engine.actions import DeleteCanary, ScaleCanary, ScaleStable, UpdateStable
 from controller.engine.context import Decision
-from controller.engine.routing import reconcile_routed, reset_before_scale_down, serving_only
+from controller.engine.routing import reconcile_routed, reset_before_scale_down
 
 
 def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
@@ -56,10 +56,8 @@ def drive_promotion(d: Decision, image: str) -> bool:
     ):
         d.actions.append(UpdateStable(image, total, unavailable, surge))
         return False
-    if d.spec.traffic_routing is not None:
-        # Stable carries the new image at full size, no old pod left, then takes all the traffic.
-        return serving_only(target, image, total) and reset_before_scale_down(d)
-    return target.settled(image, total)
+    # With a router: stable carries the new image at full size, then takes all the traffic.
+    return target.settled(image, total) and reset_before_scale_down(d)
 
 
 def settle(d: Decision) -> None:

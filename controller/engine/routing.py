@@ -33,7 +33,7 @@ from controller.engine.actions import (
 )
 from controller.engine.conditions import set_condition
 from controller.engine.context import Decision
-from controller.engine.observations import DeploymentView, RouteView
+from controller.engine.observations import RouteView
 from controller.engine.replicas import canary_replicas
 
 TRAFFIC_ROUTED = "TrafficRouted"
@@ -73,16 +73,6 @@ def route_reset(d: Decision) -> bool:
     return applied_weight(d) == 0 and not header_applied(d)
 
 
-def serving_only(canary: DeploymentView, image: str, replicas: int) -> bool:
-    """Rolled out, and no pod of an earlier image left behind the canary Service.
-
-    `settled` alone can be true while a surge pod is still starting next to a
-    Ready pod of the image being replaced; traffic must wait for that one to go.
-    """
-    leftover = canary.status_replicas is not None and canary.status_replicas > replicas
-    return canary.settled(image, replicas) and not leftover
-
-
 def _writable(route: RouteView | None) -> bool:
     return route is not None and route.conflict is None and route.problem is None
 
@@ -113,7 +103,7 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
         if not shrinking or applied <= weight:
             d.actions.append(ScaleCanary(image, canary_goal))
 
-    canary_ready = canary is not None and serving_only(canary, image, canary_goal)
+    canary_ready = canary is not None and canary.settled(image, canary_goal)
     stable_ready = target.ready_replicas >= stable_share_replicas(routing, weight, total)
     if _writable(route):
         if applied != weight and (canary_ready if applied < weight else stable_ready):

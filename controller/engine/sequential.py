@@ -29,14 +29,16 @@ from controller.engine.observations import Measurement, TrackCounts
 from controller.judge import (
     Design,
     Increment,
+    Running,
     above,
+    begin,
     below,
     bound_at_or_above,
     bound_at_quantile,
     count_above,
+    decision_log_e,
     fold,
     high_water,
-    log_e_value,
     not_worse_than,
     quantile,
     rejects,
@@ -183,29 +185,26 @@ def _fold(
     counting = start != "anchor"
     looks += counting
     tests = []
-    stored = {t.test: t for t in previous.tests} if previous is not None else {}
+    stored: dict[str, OneSidedTest] = {t.test: t for t in previous.tests} if previous else {}
     for name, design in designs(metric, analysis).items():
-        products, recent = design.start(), design.start()
-        if name in stored and len(stored[name].log_products) == len(design.alternatives):
-            products = np.asarray(stored[name].log_products, dtype=np.float64)
-            if len(stored[name].recent) == len(design.alternatives):
-                recent = np.asarray(stored[name].recent, dtype=np.float64)
+        state = _stored_state(stored.get(name), design)
         if counting and name in ("worse", "notWorse") and reading.stable is not None:
             split = Increment(
                 inc_canary.events, inc_canary.total, inc_stable.events, inc_stable.total
             )
-            products, recent = fold(products, recent, design, split, looks)
+            state = fold(state, design, split, looks)
         elif counting and name in ("above", "below"):
             events = inc_canary.events if metric.latency is None else inc_over.events
-            rate = Increment(events, inc_canary.total)
-            products, recent = fold(products, recent, design, rate, looks)
+            state = fold(state, design, Increment(events, inc_canary.total), looks)
+        log_e = float(decision_log_e(state, design))
         tests.append(
             OneSidedTest(
                 test=name,
-                e_value=_rounded(math.exp(min(700.0, float(log_e_value(products, design))))),
+                e_value=_rounded(math.exp(min(700.0, log_e))),
                 needed=_rounded(math.exp(design.log_threshold)),
-                log_products=[float(v) for v in products],
-                recent=[float(v) for v in recent],
+                log_products=[float(v) for v in state.products],
+                recent=[float(v) for v in state.recent],
+                largest_burst=[float(v) for v in state.largest],
             )
         )
 
@@ -235,6 +234,18 @@ def _fold(
     )
 
 
+def _stored_state(stored: OneSidedTest | None, design: Design) -> Running:
+    """A test's state from status; a fresh one if absent or from another design."""
+    size = len(design.alternatives)
+    if stored is None or len(stored.log_products) != size:
+        return begin(design)
+
+    def vector(values: list[float]) -> np.ndarray:
+        return np.asarray(values if len(values) == size else [0.0] * size, dtype=np.float64)
+
+    return Running(vector(stored.log_products), vector(stored.recent), vector(stored.largest_burst))
+
+
 def _rounded(value: float) -> float:
     """Six significant digits: enough to decide, and status does not churn on noise."""
     return float(f"{value:.6g}")
@@ -247,7 +258,7 @@ def _verdict(
 
     def decided(t: OneSidedTest) -> bool:
         design = by_design.get(t.test)
-        return design is not None and bool(rejects(t.log_products, design))
+        return design is not None and bool(rejects(_stored_state(t, design), design))
 
     failed = [t for t in evidence.tests if t.test in FAIL_TESTS and decided(t)]
     passing = [t for t in evidence.tests if t.test not in FAIL_TESTS]

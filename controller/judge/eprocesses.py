@@ -11,12 +11,14 @@ repeating a fixed-sample test every interval is not.
 Three adjustments keep it robust, responsive and small; each keeps validity
 (proofs in docs/judge.md):
 
-* **Each interval's factor is capped**, and so is any two consecutive
-  intervals' together, at 60% of the evidence one alternative needs. One
-  bad sample of a counter moves at most two consecutive reads (the glitch,
-  then Prometheus' reset compensation), so no single bad scrape can decide
-  a verdict on its own. The cap on an interval depends only on the past, and
-  a likelihood ratio capped that way still has expectation <= 1.
+* **The largest burst is set aside.** One bad sample of a counter moves at
+  most two consecutive reads (the glitch, then Prometheus' reset
+  compensation). A verdict is taken on the products divided by the largest
+  factor any two consecutive intervals contributed beyond 8: never more
+  than the products, so still valid, and a single bad scrape can neither
+  decide a verdict nor bring one more than a factor 8 closer. Each interval's factor is also capped (at
+  the evidence an alternative needs), which keeps the products finite
+  (capping a likelihood ratio keeps its expectation <= 1).
 * **Each product is floored** at ``1 / (t (t + 1))`` after the t-th interval.
   Without a floor, hours of a good canary push the 'worse' evidence so far
   below 1 that a regression starting late takes hours to show. The floors
@@ -26,8 +28,8 @@ Three adjustments keep it robust, responsive and small; each keeps validity
   worse' verdict reached early can still be lost if the canary degrades.
   Lowering a supermartingale keeps it one.
 
-The state is one log-product per alternative, a handful of floats, whatever
-the length of the release.
+The state is three numbers per alternative, a dozen floats, whatever the
+length of the release.
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ FLOOR_BUDGET = 1.0
 CEILING_FACTOR = 100.0
 """Products stop rising at this multiple of the threshold."""
 
-CAP_SHARE = 0.6
+CAP_SHARE = 1.0
 """One interval may add at most this share of the evidence an alternative needs."""
+
+BURST_SLACK = math.log(8.0)
+"""Of the largest two-interval burst, at most a factor 8 counts towards a verdict: ordinary
+fluctuations of a few intervals cost nothing, a glitch can add little."""
 
 GRID = (1.0, 2.0, 4.0, 8.0)
 """Alternatives of the 'worse' and 'above' tests, as multiples of the effect (or bound)."""
@@ -103,7 +109,8 @@ class Design:
 
     @property
     def log_ceiling(self) -> float:
-        return self.log_threshold + math.log(CEILING_FACTOR)
+        """Products stop rising here: room for the set-aside burst above the threshold."""
+        return self.log_threshold + math.log(CEILING_FACTOR) + 2 * float(np.max(self.log_cap))
 
     def start(self, shape: tuple[int, ...] = ()) -> Array:
         """The log-products before any evidence: all zero (every e-value starts at 1)."""
@@ -175,34 +182,51 @@ def has_data(design: Design, inc: Increment) -> Array:
     return np.asarray(total > 0)
 
 
+@dataclass(frozen=True)
+class Running:
+    """A test's state, per alternative: the log-product, what the last interval
+    with data added, and the largest two-interval burst so far."""
+
+    products: Array
+    recent: Array
+    largest: Array
+
+
+def begin(design: Design, shape: tuple[int, ...] = ()) -> Running:
+    """Before any evidence: every product 1 (log 0), no burst."""
+    zero = design.start(shape)
+    return Running(zero, zero.copy(), zero.copy())
+
+
 def advance(
-    log_products: Array,
-    recent: Array,
-    log_lr: Array,
-    fresh: npt.ArrayLike,
-    design: Design,
-    look: npt.ArrayLike,
-) -> tuple[Array, Array]:
-    """One interval: returns the new log-products and what this interval added.
-
-    `recent` is what the previous interval with data added; this one may add
-    at most the cap minus that, so two consecutive intervals stay under the
-    cap together. Then the floor of the `look`-th interval and the ceiling.
-    """
-    allowed = design.log_cap - np.maximum(recent, 0.0)
-    added = np.minimum(log_lr, allowed)
+    state: Running, log_lr: Array, fresh: npt.ArrayLike, design: Design, look: npt.ArrayLike
+) -> Running:
+    """One interval: its capped log-ratios added, then the floor of `look` and the ceiling."""
+    added = np.minimum(log_lr, design.log_cap)
     floor = log_floor(look)[..., None]
-    products = np.clip(log_products + added, floor, design.log_ceiling)
-    recent = np.where(np.asarray(fresh)[..., None], added, recent)
-    return np.asarray(products, np.float64), np.asarray(recent, np.float64)
+    products = np.clip(state.products + added, floor, design.log_ceiling)
+    fresh = np.asarray(fresh)[..., None]
+    pair = np.maximum(added, 0.0) + np.maximum(state.recent, 0.0)
+    largest = np.where(fresh, np.maximum(state.largest, pair), state.largest)
+    recent = np.where(fresh, added, state.recent)
+    return Running(
+        np.asarray(products, np.float64), np.asarray(recent, np.float64), np.asarray(largest)
+    )
 
 
-def fold(
-    log_products: Array, recent: Array, design: Design, inc: Increment, look: npt.ArrayLike
-) -> tuple[Array, Array]:
-    """The log-products (and the interval's addition) after the `look`-th interval (1-based)."""
-    llr = interval_log_lr(design, inc)
-    return advance(log_products, recent, llr, has_data(design, inc), design, look)
+def fold(state: Running, design: Design, inc: Increment, look: npt.ArrayLike) -> Running:
+    """The state after the `look`-th counted interval (1-based)."""
+    return advance(state, interval_log_lr(design, inc), has_data(design, inc), design, look)
+
+
+def robust_products(products: Array, largest: Array) -> Array:
+    """The log-products without the largest two-interval burst (beyond BURST_SLACK)."""
+    return np.asarray(products - np.maximum(largest - BURST_SLACK, 0.0), dtype=np.float64)
+
+
+def decision_log_e(state: Running, design: Design) -> Array:
+    """The log e-value a verdict is taken on: the mixture of the robust products."""
+    return log_e_value(robust_products(state.products, state.largest), design)
 
 
 def log_e_value(log_products: npt.ArrayLike, design: Design | None = None) -> Array:
@@ -215,6 +239,6 @@ def log_e_value(log_products: npt.ArrayLike, design: Design | None = None) -> Ar
     return np.asarray(logsumexp(products + weights, axis=-1), dtype=np.float64)
 
 
-def rejects(log_products: npt.ArrayLike, design: Design) -> Array:
-    """True where the evidence rejects the design's null."""
-    return np.asarray(log_e_value(log_products, design) >= design.log_threshold)
+def rejects(state: Running, design: Design) -> Array:
+    """True where the evidence, its largest burst set aside, rejects the design's null."""
+    return np.asarray(decision_log_e(state, design) >= design.log_threshold)

@@ -24,7 +24,8 @@ from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.prometheus_audit import PrometheusAuditCounter
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
-from controller.auditlog import AuditReport, detect, plan_audit
+from controller.auditlog import AuditReport, plan_audit
+from controller.auditlog.detection import detect
 from controller.engine.observations import DeploymentView
 from controller.runtime import settings
 

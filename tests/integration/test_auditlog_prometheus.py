@@ -11,7 +11,8 @@ from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
 from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.prometheus_audit import PrometheusAuditCounter
 from controller.api.auditlog import AuditLog
-from controller.auditlog import AuditPlan, detect
+from controller.auditlog import AuditPlan
+from controller.auditlog.detection import detect
 from devenv.backfill import Series, constant, counter_series, with_step
 from devenv.prometheus import PrometheusServer, free_port
 from tests.fixtures_servers import BackfillFactory

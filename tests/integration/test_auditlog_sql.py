@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
 from controller.adapters.postgres_audit import PostgresAuditLog
 from controller.api.auditlog import AuditLog, SqlAuditLog
-from controller.auditlog import AuditPlan, detect
+from controller.auditlog import AuditPlan
+from controller.auditlog.detection import detect
 from devenv.postgres import free_port
 
 # Five days of history, then the canary hour 12:00-13:00 of the fifth day, with

@@ -16,7 +16,8 @@ from typing import Any
 
 from controller.adapters.ports import AuditLogUnreachable
 from controller.api.spec import CanaryReleaseSpec
-from controller.auditlog import AuditPlan, AuditReport, AuditSample, detect, plan_audit
+from controller.auditlog import AuditPlan, AuditReport, AuditSample, plan_audit
+from controller.auditlog.detection import detect
 from controller.engine.observations import Observed
 from controller.engine.watching import watch_due
 from controller.runtime.auditing import canary_share

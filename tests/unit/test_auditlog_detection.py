@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.api.auditlog import AuditLog
-from controller.auditlog import AuditPlan, AuditSample, detect
-from controller.auditlog.detection import is_sensitive
+from controller.auditlog import AuditPlan, AuditSample
+from controller.auditlog.detection import detect, is_sensitive
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SEASONAL = AuditPlan(NOW - timedelta(hours=1), NOW, by_track=False, baseline_days=7)
