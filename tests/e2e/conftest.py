@@ -1,4 +1,4 @@
-"""The e2e fixtures live in the `tests.fixtures_controller` plugin (shared with integration tests)."""
+"""E2e fixtures live in the `tests.fixtures_controller` plugin (shared with integration tests)."""
 
 from tests.fixtures_controller import ControllerFactory
 
