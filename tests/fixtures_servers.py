@@ -19,7 +19,10 @@ Fixtures:
 
 from __future__ import annotations
 
+import pathlib
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
@@ -67,13 +70,20 @@ def prometheus(
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """Session PostgreSQL 15 (trust auth on loopback, fsync off)."""
-    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+def postgres() -> Iterator[PostgresServer]:
+    """Session PostgreSQL 15 (trust auth on loopback, fsync off).
+
+    Its data lives outside pytest's base temp: the server runs as the `postgres`
+    user, and pytest resets its own temp root to mode 0700 whenever another
+    session starts, which would cut a running server off from its files.
+    """
+    base = pathlib.Path(tempfile.mkdtemp(prefix="canary-pg-"))
+    server = PostgresServer.start(base)
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _database_name(node_name: str) -> str:
