@@ -23,7 +23,7 @@ from typing import Any
 
 from controller.adapters.routers.applying import HTTP_ROUTE, Objects, apply_body
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import ServiceChecks
+from controller.adapters.routers.services import RouterBase, ServiceChecks
 from controller.api.traffic import HeaderRoute, RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -129,7 +129,7 @@ def render_rules(
     return out
 
 
-class GatewayAPIRouter:
+class GatewayAPIRouter(RouterBase):
     kind: RouterKind = "gatewayAPI"
 
     def __init__(
@@ -140,13 +140,7 @@ class GatewayAPIRouter:
         services: ServiceChecks,
     ) -> None:
         assert routing.gateway_api is not None
-        self.objects, self.release, self.routing, self.services = (
-            objects,
-            release,
-            routing,
-            services,
-        )
-        self.namespace: str = release["metadata"]["namespace"]
+        super().__init__(objects, release, routing, services)
         self.name = routing.gateway_api.http_route
         self.names = routing.gateway_api.rules
 

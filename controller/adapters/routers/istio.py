@@ -29,7 +29,7 @@ from controller.adapters.routers.applying import (
     apply_body,
 )
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import ServiceChecks, selector_problem
+from controller.adapters.routers.services import RouterBase, ServiceChecks, selector_problem
 from controller.api.traffic import HeaderRoute, RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -165,7 +165,7 @@ def render_http(
     return out
 
 
-class IstioRouter:
+class IstioRouter(RouterBase):
     kind: RouterKind = "istio"
 
     def __init__(
@@ -176,13 +176,7 @@ class IstioRouter:
         services: ServiceChecks,
     ) -> None:
         assert routing.istio is not None
-        self.objects, self.release, self.routing, self.services = (
-            objects,
-            release,
-            routing,
-            services,
-        )
-        self.namespace: str = release["metadata"]["namespace"]
+        super().__init__(objects, release, routing, services)
         self.name = routing.istio.virtual_service
         self.names = routing.istio.routes
         self.dests = Destinations(routing, self.namespace)

@@ -20,7 +20,7 @@ from typing import Any
 from controller.adapters.kubernetes import RELEASE_LABEL
 from controller.adapters.routers.applying import INGRESS, Objects, apply_body, owner_reference
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import ServiceChecks
+from controller.adapters.routers.services import RouterBase, ServiceChecks
 from controller.api.traffic import RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -85,7 +85,7 @@ def observed_state(canary_ingress: dict[str, Any] | None, prefix: str) -> tuple[
     return weight, f"{prefix}/canary-by-header" in annotations
 
 
-class NginxRouter:
+class NginxRouter(RouterBase):
     kind: RouterKind = "nginx"
 
     def __init__(
@@ -96,13 +96,7 @@ class NginxRouter:
         services: ServiceChecks,
     ) -> None:
         assert routing.nginx is not None
-        self.objects, self.release, self.routing, self.services = (
-            objects,
-            release,
-            routing,
-            services,
-        )
-        self.namespace: str = release["metadata"]["namespace"]
+        super().__init__(objects, release, routing, services)
         self.stable_name = routing.nginx.stable_ingress
         self.name = canary_ingress_name(self.stable_name)
         self.prefix = routing.nginx.annotation_prefix

@@ -105,3 +105,18 @@ class ServiceChecks:
         if stable is None:
             raise LookupError(f"Service {self.routing.stable_service} not found")
         self.objects.apply(SERVICE, canary_service_body(stable, self.release, self.routing))
+
+
+class RouterBase:
+    """What every router holds: the object store, the release and its routing spec."""
+
+    def __init__(
+        self,
+        objects: Objects,
+        release: dict[str, Any],
+        routing: TrafficRouting,
+        services: ServiceChecks,
+    ) -> None:
+        self.objects, self.release, self.routing = objects, release, routing
+        self.services = services
+        self.namespace: str = release["metadata"]["namespace"]
