@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN = $(shell hack/build-binaries.sh)
 
-.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds \
+.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds bench-judge \
 	helm-lint manifests
 
 help:
@@ -41,6 +41,10 @@ cluster-down: $(VENV)/.installed ## Stop the local control plane; leaves no proc
 
 kubeconfig: $(VENV)/.installed ## Print the local cluster's kubeconfig path
 	@$(PY) -m devenv.cluster kubeconfig
+
+bench-judge: setup ## Judge benchmark: sequential vs threshold gates (writes bench/results/judge*.json)
+	$(PY) -m bench.judge --markdown
+	$(PY) -m bench.judge.through_prometheus
 
 crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models
 	$(PY) -m controller.api.crd --write

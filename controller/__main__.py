@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from controller.replay.cli import add_parser as add_replay_parser
 from controller.runtime.logs import configure_logging
 from controller.runtime.webhook import add_webhook_flags
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=_run)
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition")
     crd.set_defaults(func=_crd)
+    add_replay_parser(sub)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     result: int = args.func(args)

@@ -34,6 +34,8 @@ from bench.judge.scenarios import EFFECTS, Nuisance, Setting, Traffic
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 RPS = (10, 100, 1000)
 TRAFFIC: tuple[Traffic, ...] = ("flat", "swing")
+LATE_ONSET_S = 12 * 3600
+LATE_EFFECTS = ("errors_x2", "errors_x10", "latency_+25%")
 NUISANCES: tuple[Nuisance, ...] = ("missing_scrape", "spiking_scrape", "shared_fault")
 
 
@@ -97,7 +99,12 @@ def run_all(runs: int, workers: int, console: Console) -> tuple[list[Record], li
         for traffic in TRAFFIC
         for nuisance in NUISANCES
     ]
-    tasks = main + paired
+    late = [
+        (Setting(rps, "flat", effect, onset_s=LATE_ONSET_S), runs // 2, _seed(rps, effect, "late"))
+        for rps in RPS
+        for effect in LATE_EFFECTS
+    ]
+    tasks = main + paired + late
     results: list[dict[str, np.ndarray]] = []
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         for index, result in enumerate(pool.imap(times_for, tasks)):
@@ -108,18 +115,18 @@ def run_all(runs: int, workers: int, console: Console) -> tuple[list[Record], li
                 f"{setting.effect} {setting.nuisance}"
             )
     by_setting = {
-        (s.rps, s.traffic, s.effect, s.nuisance): r
+        (s.rps, s.traffic, s.effect, s.nuisance, s.onset_s): r
         for (s, _, _), r in zip(tasks, results, strict=True)
     }
     records = [
-        summarise(judge, s, by_setting[(s.rps, s.traffic, s.effect, s.nuisance)][judge])
+        summarise(judge, s, by_setting[(s.rps, s.traffic, s.effect, s.nuisance, s.onset_s)][judge])
         for s, _, _ in main
         for judge in JUDGES
     ]
     nuisances = []
     for setting, _, _ in paired:
-        with_it = by_setting[(setting.rps, setting.traffic, "none", setting.nuisance)]
-        base = by_setting[(setting.rps, setting.traffic, "none", "none")]
+        with_it = by_setting[(setting.rps, setting.traffic, "none", setting.nuisance, 0)]
+        base = by_setting[(setting.rps, setting.traffic, "none", "none", 0)]
         for judge in JUDGES:
             nuisances.append(
                 {
@@ -133,7 +140,30 @@ def run_all(runs: int, workers: int, console: Console) -> tuple[list[Record], li
                     "caused_by_nuisance": float((with_it[judge] < base[judge]).mean()),
                 }
             )
-    return records, nuisances
+    late_records = [
+        _late(judge, s, by_setting[(s.rps, s.traffic, s.effect, s.nuisance, s.onset_s)][judge])
+        for s, _, _ in late
+        for judge in JUDGES
+    ]
+    return records, nuisances, late_records
+
+
+def _late(judge: str, setting: Setting, times: np.ndarray) -> dict[str, Any]:
+    """A regression starting `onset_s` in: rollbacks before it are false, after it detections."""
+    onset = setting.onset_s
+    detected = times[np.isfinite(times) & (times >= onset)] - onset
+    return {
+        "judge": judge,
+        "rps": int(setting.rps),
+        "traffic": setting.traffic,
+        "effect": setting.effect,
+        "onset_s": onset,
+        "runs": len(times),
+        "rolled_back_before_onset": float((times < onset).mean()),
+        "detection_rate": float(detected.size / len(times)),
+        "ttd_median_s": float(np.median(detected)) if detected.size else None,
+        "ttd_p90_s": float(np.percentile(detected, 90)) if detected.size else None,
+    }
 
 
 def _pct(value: float | None) -> str:
@@ -146,27 +176,54 @@ def _secs(value: float | None) -> str:
     return f"{value:.0f}s" if value < 120 else f"{value / 60:.1f}m"
 
 
-def markdown(records: list[Record], nuisances: list[dict[str, Any]]) -> str:
-    lines = [
-        "| judge | rps | traffic | effect | false rollbacks | detected | TTD median | TTD p90 |",
-        "|---|---:|---|---|---:|---:|---:|---:|",
-    ]
-    for r in records:
-        lines.append(
-            f"| {r.judge} | {r.rps} | {r.traffic} | {r.effect} | {_pct(r.false_rollback_rate)} "
-            f"| {_pct(r.detection_rate)} | {_secs(r.ttd_median_s)} | {_secs(r.ttd_p90_s)} |"
-        )
-    lines += [
-        "",
-        "| judge | rps | traffic | nuisance | rollbacks without | with | caused by the nuisance |",
-        "|---|---:|---|---|---:|---:|---:|",
-    ]
-    for n in nuisances:
-        lines.append(
-            f"| {n['judge']} | {n['rps']} | {n['traffic']} | {n['nuisance']} "
-            f"| {_pct(n['rollbacks_without'])} | {_pct(n['rollbacks_with'])} "
-            f"| {_pct(n['caused_by_nuisance'])} |"
-        )
+def markdown(
+    records: list[Record], nuisances: list[dict[str, Any]], late: list[dict[str, Any]]
+) -> str:
+    """The three tables of docs/benchmarks.md, one column per judge."""
+    judges = list(JUDGES)
+    head = " | ".join(judges)
+    by = {(r.judge, r.rps, r.traffic, r.effect): r for r in records}
+    lines = [f"| rps | traffic | effect | {head} |", "|---:|---|---|---|---|---|"]
+    for rps in RPS:
+        for traffic in TRAFFIC:
+            for effect in EFFECTS:
+                cells = []
+                for judge in judges:
+                    r = by[(judge, rps, traffic, effect)]
+                    if effect == "none":
+                        cells.append(f"**{_pct(r.false_rollback_rate)}** false")
+                    else:
+                        cells.append(
+                            f"{_pct(r.detection_rate)}, "
+                            f"{_secs(r.ttd_median_s)} / {_secs(r.ttd_p90_s)}"
+                        )
+                lines.append(f"| {rps} | {traffic} | {effect} | " + " | ".join(cells) + " |")
+    caused = {(n["judge"], n["rps"], n["traffic"], n["nuisance"]): n for n in nuisances}
+    lines += ["", f"| rps | traffic | nuisance | {head} |", "|---:|---|---|---|---|---|"]
+    for rps in RPS:
+        for traffic in TRAFFIC:
+            for nuisance in NUISANCES:
+                cells = []
+                for judge in judges:
+                    n = caused[(judge, rps, traffic, nuisance)]
+                    cells.append(
+                        f"{_pct(n['caused_by_nuisance'])} ({_pct(n['rollbacks_without'])} "
+                        f"→ {_pct(n['rollbacks_with'])})"
+                    )
+                lines.append(f"| {rps} | {traffic} | {nuisance} | " + " | ".join(cells) + " |")
+    by_late = {(r["judge"], r["rps"], r["effect"]): r for r in late}
+    lines += ["", f"| rps | effect from hour 12 | {head} |", "|---:|---|---|---|---|"]
+    for rps in RPS:
+        for effect in LATE_EFFECTS:
+            cells = []
+            for judge in judges:
+                r = by_late[(judge, rps, effect)]
+                cells.append(
+                    f"{_pct(r['rolled_back_before_onset'])} before; "
+                    f"{_pct(r['detection_rate'])}, {_secs(r['ttd_median_s'])} / "
+                    f"{_secs(r['ttd_p90_s'])}"
+                )
+            lines.append(f"| {rps} | {effect} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,15 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     started = time.monotonic()
-    records, nuisances = run_all(args.runs, args.workers, console)
+    records, nuisances, late = run_all(args.runs, args.workers, console)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps([asdict(r) for r in records], indent=1) + "\n")
     nuisance_path = args.out.with_name(args.out.stem + "-nuisances.json")
     nuisance_path.write_text(json.dumps(nuisances, indent=1) + "\n")
+    args.out.with_name(args.out.stem + "-late.json").write_text(json.dumps(late, indent=1) + "\n")
     console.print(_table(records))
     console.log(f"wrote {args.out} and {nuisance_path} in {time.monotonic() - started:.0f}s")
     if args.markdown:
-        sys.stdout.write(markdown(records, nuisances))
+        sys.stdout.write(markdown(records, nuisances, late))
     return 0
 
 

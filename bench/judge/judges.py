@@ -100,7 +100,9 @@ def first_fails(
     counting = np.concatenate([c for _, _, c in tests])
     rows, looks = counting.shape
     releases = sizes[0]
-    floors = log_floor(np.maximum(np.cumsum(counting, axis=1), 1))
+    until = np.broadcast_to(times, counting.shape)
+    since = np.concatenate([np.zeros((rows, 1)), until[:, :-1]], axis=1)
+    floors = log_floor(since, until)
     cap, ceiling = first.log_cap, first.log_ceiling
     zero = first.start((rows,))
     products, recent, largest = zero.copy(), zero.copy(), zero.copy()

@@ -29,8 +29,9 @@ Then they are read the way the judges would read them through Prometheus:
 * A *missing scrape* is one canary sample absent from every counter.
 * A *shared fault* multiplies both tracks' error ratios by 5 for 10 minutes.
 
-Regressions are present from the canary's start: time to detect is the
-time from the start of the release to the rollback decision.
+Regressions are present from the canary's start (time to detect is the
+time from the start of the release to the rollback decision), or start
+`onset_s` into it (time to detect counts from the onset).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Setting:
     effect: str = "none"
     nuisance: Nuisance = "none"
     horizon_s: int = DAY_S
+    onset_s: int = 0
+    """When the injected effect starts (seconds into the release): 0, from the start."""
 
     @property
     def scrapes(self) -> int:
@@ -185,11 +188,14 @@ def simulate(setting: Setting, runs: int, seed: int) -> Counters:
         total = setting.rps * (1 + SWING * np.sin(2 * math.pi * t[None, :] / DAY_S + phase))
     canary_req = np.round(total * CANARY_SHARE * SCRAPE_S)
     stable_req = np.round(total * (1 - CANARY_SHARE) * SCRAPE_S)
-    canary_ratio = min(1.0, BASE_ERROR_RATIO * error_factor)
+    after = (t >= setting.onset_s)[None, :]
+    canary_ratio = np.where(after, min(1.0, BASE_ERROR_RATIO * error_factor), BASE_ERROR_RATIO)
     canary_err = np.minimum(rng.poisson(canary_req * canary_ratio), canary_req)
     stable_err = np.minimum(rng.poisson(stable_req * BASE_ERROR_RATIO), stable_req)
-    canary_above = share_above(MEDIAN_LATENCY_S * latency_factor)
     stable_above = share_above(MEDIAN_LATENCY_S)
+    canary_above = np.where(  # (1, scrapes, bounds)
+        after[..., None], share_above(MEDIAN_LATENCY_S * latency_factor), stable_above
+    )
     # the stable's first histogram, drawn whole, bucket by bucket from the top
     first = np.zeros((runs, len(LATENCY_BOUNDS)))
     slower, upper = np.zeros(runs), 0.0
@@ -199,10 +205,11 @@ def simulate(setting: Setting, runs: int, seed: int) -> Counters:
     bound = bound_index(first, stable_req[:, 0])
     stable_slow = rng.poisson(stable_req * stable_above[bound][:, None]).astype(np.float64)
     stable_slow[:, 0] = first[np.arange(runs), bound]
-    canary_slow = rng.poisson(canary_req * canary_above[bound][:, None])
+    p_bound = canary_above[0][:, bound].T  # (runs, scrapes)
+    canary_slow = rng.poisson(canary_req * p_bound)
     # slower than 200 ms, nested with the slow counts at the bound
     at_max = LATENCY_BOUNDS.index(0.2)
-    p_bound, p_max = canary_above[bound][:, None], canary_above[at_max]
+    p_max = canary_above[..., at_max]
     thinned = rng.binomial(canary_slow, np.minimum(1.0, p_max / p_bound))
     extra = rng.poisson(canary_req * np.maximum(p_max - p_bound, 0.0))
     over_max = np.where((bound < at_max)[:, None], thinned, canary_slow)

@@ -176,13 +176,13 @@ class Metric(SpecModel):
         default=None,
         min_length=1,
         max_length=4096,
-        description="PromQL: failed requests of one track since the window start (a counter increase)",
+        description="PromQL: failed requests of one track over {{window}} (a counter increase)",
     )
     requests: str | None = Field(
         default=None,
         min_length=1,
         max_length=4096,
-        description="PromQL: all requests of one track since the window start (a counter increase)",
+        description="PromQL: all requests of one track over {{window}} (a counter increase)",
     )
     latency: Latency | None = None
     threshold: Threshold | None = None

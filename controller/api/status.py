@@ -65,10 +65,11 @@ class OneSidedTest(StatusModel):
 class Evidence(StatusModel):
     """The sequential judge's running state for one metric: bounded, whatever the duration.
 
-    `window*` are the cumulative counts last read in the current window (the
-    baseline for the next interval); `counted*` sum every interval counted in
-    this release, so the reason can say "canary 57 errors where stable's rate
-    predicts 27".
+    `canary`/`stable` are the cumulative counts last read since `windowStart`
+    (the release start): the baseline for the next interval. `countedCanary`
+    and `expectedCanaryEvents` sum every interval counted in this release, so
+    the reason can say "canary 57 errors where stable's rate predicts 27".
+    Each test keeps three numbers per alternative (docs/judge.md).
     """
 
     window_start: datetime
@@ -84,6 +85,11 @@ class Evidence(StatusModel):
     counted_canary: Tally = Field(default_factory=Tally)
     expected_canary_events: float = Field(
         default=0.0, description="canary events if it failed at stable's rate, over the release"
+    )
+    recent: Tally = Field(
+        default_factory=Tally,
+        description="canary events (events) and those stable's rate predicts (total), fading "
+        "with a 10-minute half-life: the 'lately' ratio of the reason",
     )
     looks: int = Field(default=0, description="intervals counted so far in this release")
     tests: list[OneSidedTest] = Field(default_factory=list, max_length=4)

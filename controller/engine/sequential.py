@@ -47,6 +47,9 @@ from controller.judge import (
 from controller.judge import Tally as Counts
 from controller.judge import increment as counts_since
 
+RECENT_HALF_LIFE = timedelta(minutes=10)
+"""How fast the 'lately' ratio in a reason forgets (display only: verdicts use all evidence)."""
+
 SAME_WINDOW = timedelta(seconds=1)
 """Window starts are rendered in whole seconds: closer than this is the same window."""
 
@@ -184,6 +187,9 @@ def _fold(
     looks = previous.looks if previous is not None else 0
     counting = start != "anchor"
     looks += counting
+    # the interval in seconds into the window (the release): the floors telescope over it
+    since = (previous.counted_at - window_start).total_seconds() if previous is not None else 0.0
+    until = (now - window_start).total_seconds()
     tests = []
     stored: dict[str, OneSidedTest] = {t.test: t for t in previous.tests} if previous else {}
     for name, design in designs(metric, analysis).items():
@@ -192,10 +198,10 @@ def _fold(
             split = Increment(
                 inc_canary.events, inc_canary.total, inc_stable.events, inc_stable.total
             )
-            state = fold(state, design, split, looks)
+            state = fold(state, design, split, since, until)
         elif counting and name in ("above", "below"):
             events = inc_canary.events if metric.latency is None else inc_over.events
-            state = fold(state, design, Increment(events, inc_canary.total), looks)
+            state = fold(state, design, Increment(events, inc_canary.total), since, until)
         log_e = float(decision_log_e(state, design))
         tests.append(
             OneSidedTest(
@@ -210,11 +216,17 @@ def _fold(
 
     counted = previous.counted_canary if previous is not None else Tally()
     expected = previous.expected_canary_events if previous is not None else 0.0
+    # the same, fading with a RECENT_HALF_LIFE, so the reason shows what happens now
+    fade = 0.5 ** ((until - since) / RECENT_HALF_LIFE.total_seconds())
+    recent = previous.recent if previous is not None else Tally()
+    recent = Tally(events=recent.events * fade, total=recent.total * fade)
     if reading.stable is not None and inc_stable.total > 0 and inc_canary.total > 0:
         counted = Tally(
             events=counted.events + inc_canary.events, total=counted.total + inc_canary.total
         )
-        expected += inc_stable.events * inc_canary.total / inc_stable.total
+        predicted = inc_stable.events * inc_canary.total / inc_stable.total
+        expected += predicted
+        recent = Tally(events=recent.events + inc_canary.events, total=recent.total + predicted)
     canary_hw = high_water(base_canary, reading.canary) if start == "same" else reading.canary
     stable_now = reading.stable or zero
     stable_hw = high_water(base_stable, stable_now) if start == "same" else stable_now
@@ -229,6 +241,7 @@ def _fold(
         bound=reading.bound,
         counted_canary=counted,
         expected_canary_events=_rounded(expected),
+        recent=Tally(events=_rounded(recent.events), total=_rounded(recent.total)),
         looks=looks,
         tests=tests,
     )
@@ -310,9 +323,11 @@ def _summary(metric: Metric, evidence: Evidence, reading: _Reading) -> str:
             parts.append("waiting for stable traffic to compare against")
         elif expected > 0:
             kind = "errors" if metric.latency is None else "slow requests"
+            lately = evidence.recent
+            now = f"{lately.events / lately.total:.2f}x" if lately.total > 0 else "n/a"
             parts.append(
-                f"canary {kind} {observed / expected:.2f}x stable's rate "
-                f"({observed:.0f} vs {expected:.1f} expected)"
+                f"canary {kind} {now} stable's rate lately, {observed / expected:.2f}x over "
+                f"the release ({observed:.0f} vs {expected:.1f} expected)"
             )
         else:
             parts.append(f"canary {observed:.0f} events, none expected yet at stable's rate")
@@ -324,7 +339,8 @@ def _summary(metric: Metric, evidence: Evidence, reading: _Reading) -> str:
         parts.append(f"{q} canary {canary_q} vs stable {stable_q}{bound}")
     elif reading.canary_value is not None:
         stable_text = f"{reading.stable_value:.3%}" if reading.stable_value is not None else "n/a"
-        parts.append(f"error ratio canary {reading.canary_value:.3%} vs stable {stable_text}")
+        canary_text = f"{reading.canary_value:.3%}"
+        parts.append(f"error ratio over the release canary {canary_text} vs stable {stable_text}")
     return ", ".join(parts)
 
 

@@ -29,7 +29,7 @@ FORBIDDEN = (
     "subprocess",
     "time",
 )
-PURE = ["api", "engine", "gates"]
+PURE = ["api", "engine", "gates", "judge", "auditlog"]
 
 
 def _imports(path: pathlib.Path) -> set[str]:

@@ -1,0 +1,113 @@
+"""`python -m controller replay`: the command line of replay (controller/replay/replaying.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from controller.api.durations import parse_duration
+from controller.api.spec import CanaryReleaseSpec
+
+
+def add_parser(sub: Any) -> None:
+    """Register the `replay` subcommand on the main parser's subparsers."""
+    parser = sub.add_parser(
+        "replay",
+        help="run a CanaryRelease's analysis against recorded Prometheus data",
+        description=(
+            "Replays the analysis of a CanaryRelease over a past window on the real engine "
+            "with a simulated clock and cluster, and prints every analysis and when the "
+            "release would have rolled back or been promoted."
+        ),
+    )
+    parser.add_argument("-f", "--file", required=True, type=pathlib.Path, help="CanaryRelease YAML")
+    parser.add_argument(
+        "--from", dest="start", required=True, help="when the release starts (ISO 8601 or Unix s)"
+    )
+    end = parser.add_mutually_exclusive_group()
+    end.add_argument("--to", dest="end", help="when replay stops (ISO 8601 or Unix s)")
+    end.add_argument("--for", dest="length", default="24h", help="how long to replay (24h)")
+    parser.add_argument("--prometheus", help="Prometheus address (default: the spec's)")
+    parser.add_argument("--every", help="clock tick (default: analysis.interval)")
+    parser.add_argument("--namespace", help="{{namespace}} (default: metadata.namespace)")
+    parser.add_argument("--name", help="{{name}} (default: metadata.name)")
+    parser.add_argument("--replicas", type=int, default=10, help="the Deployment's replicas")
+    parser.add_argument("--ready-delay", default="20s", help="how long a pod takes to be Ready")
+    parser.add_argument(
+        "--full", action="store_true", help="keep going after the release is decided"
+    )
+    parser.add_argument("--every-look", action="store_true", help="a row per analysis")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.set_defaults(func=run)
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (a missing zone means UTC) or Unix seconds."""
+    try:
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def load_release(path: pathlib.Path) -> tuple[CanaryReleaseSpec, dict[str, Any]]:
+    """A CanaryRelease manifest (or a bare spec): the validated spec and the metadata."""
+    document = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a YAML mapping")
+    raw = document.get("spec", document) if "kind" in document or "spec" in document else document
+    return CanaryReleaseSpec.model_validate(raw), dict(document.get("metadata") or {})
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.adapters.prometheus import PrometheusSource
+    from controller.replay.rendering import render
+    from controller.replay.replaying import replay
+
+    err = Console(stderr=True)
+    try:
+        spec, metadata = load_release(args.file)
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end else start + parse_duration(args.length)
+        ready_delay = parse_duration(args.ready_delay)
+    except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+        err.print(f"[red]replay: {exc}[/red]")
+        return 2
+    if spec.analysis is None:
+        err.print("[red]replay: the release has no analysis to replay[/red]")
+        return 2
+    every = parse_duration(args.every) if args.every else spec.analysis.interval_length()
+    address = args.prometheus or spec.analysis.prometheus.address
+    source = PrometheusSource(address)
+    try:
+        timeline = replay(
+            spec,
+            source,
+            start=start,
+            end=end,
+            every=every,
+            namespace=args.namespace or metadata.get("namespace") or "default",
+            name=args.name or metadata.get("name") or "release",
+            replicas=args.replicas,
+            ready_delay=ready_delay,
+            stop_at_decision=not args.full,
+        )
+    except ValueError as exc:
+        err.print(f"[red]replay: {exc}[/red]")
+        return 2
+    finally:
+        source.close()
+    if args.output == "json":
+        sys.stdout.write(json.dumps(timeline.to_json(), indent=1) + "\n")
+    else:
+        render(timeline, Console(), every_look=args.every_look)
+    return 0
