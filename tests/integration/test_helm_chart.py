@@ -209,6 +209,49 @@ def test_service_monitor_and_dashboard_are_optional() -> None:
     assert json.loads(dashboard["data"]["canary-controller.json"])["uid"] == "canary-controller"
 
 
+def test_webhook_is_off_by_default_and_wired_when_enabled() -> None:
+    default = render()
+    assert not any(a.startswith("--webhook") for a in container(default)["args"])
+    assert [s["metadata"]["name"] for s in by_kind(default, "Service")] == [
+        "cc-canary-controller-metrics"
+    ]
+
+    docs = render(
+        "webhook.enabled=true", "webhook.secretName=hooks", "notifications.secretName=notes"
+    )
+    app = container(docs)
+    assert "--webhook-port=9443" in app["args"]
+    assert "--webhook-secret-file=/etc/canary-webhook/secret" in app["args"]
+    assert {"name": "webhook-secret", "mountPath": "/etc/canary-webhook", "readOnly": True} in app[
+        "volumeMounts"
+    ]
+    (deployment,) = by_kind(docs, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-secret"]["secret"]["secretName"] == "hooks"
+    (hook_service,) = [
+        s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")
+    ]
+    assert hook_service["spec"]["ports"][0]["targetPort"] == "http-webhook"
+    env = {e["name"]: e for e in app["env"]}
+    slack = env["CANARY_NOTIFY_SLACK_URL"]["valueFrom"]["secretKeyRef"]
+    assert slack == {"name": "notes", "key": "slack-url", "optional": True}
+
+
+def test_webhook_without_a_secret_is_refused() -> None:
+    result = helm(
+        "template",
+        "cc",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "webhook.enabled=true",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "webhook.secretName is required" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("setting", "complaint"),
     [
