@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.judge.scenarios import Counters, bound_index
+from bench.judge.scenarios import SCRAPE_S, Counters, bound_index
 from controller.judge import (
     Design,
     Increment,
@@ -50,6 +50,8 @@ class SequentialConfig:
     quantile: float = 0.99
     false_alarm_rate: float = 0.01
     tests: int = 2  # errors compare + latency compare share the false-alarm rate
+    interval_s: int = SCRAPE_S
+    """`analysis.interval`: a look every this many seconds (a multiple of the scrape interval)."""
 
     def worse(self, effect: float) -> Design:
         return worse_than(effect, self.false_alarm_rate / self.tests)
@@ -171,7 +173,6 @@ def _first_crossing(
 
 def sequential(c: Counters, cfg: SequentialConfig | None = None) -> np.ndarray:
     cfg = cfg or SequentialConfig()
-    runs, looks = c.canary_requests.shape
     canary_requests = c.reads(c.canary_requests)
     stable_requests = c.reads(c.stable_requests, canary=False)
     error_reads = np.stack(
@@ -196,7 +197,13 @@ def sequential(c: Counters, cfg: SequentialConfig | None = None) -> np.ndarray:
         ],
         axis=2,
     )
-    every = np.ones((runs, looks), dtype=bool)
+    # A longer analysis interval reads the same counters less often. (The
+    # latency bound stays the one drawn from the first scrape's histogram.)
+    if cfg.interval_s % SCRAPE_S:
+        raise ValueError(f"the analysis interval must be a multiple of {SCRAPE_S}s")
+    taken = slice(cfg.interval_s // SCRAPE_S - 1, None, cfg.interval_s // SCRAPE_S)
+    error_reads, latency_reads = error_reads[:, taken], latency_reads[:, taken]
+    every = np.ones(error_reads.shape[:2], dtype=bool)
     after_first = every.copy()
     after_first[:, 0] = False
     errors_failed, latency_failed = first_fails(
@@ -204,7 +211,7 @@ def sequential(c: Counters, cfg: SequentialConfig | None = None) -> np.ndarray:
             (cfg.worse(cfg.error_effect), error_reads, every),
             (cfg.worse(cfg.latency_effect), latency_reads, after_first),
         ],
-        c.look_times,
+        c.look_times[taken],
     )
     return np.minimum(errors_failed, latency_failed)
 

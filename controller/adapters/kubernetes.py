@@ -171,7 +171,15 @@ class KubernetesCluster:
     def write_status(
         self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
     ) -> None:
-        """Replace the status subresource, guarded by resourceVersion (optimistic concurrency)."""
+        self.replace_status(namespace, name, resource_version, status)
+
+    def replace_status(
+        self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
+    ) -> dict[str, Any]:
+        """Replace the status subresource, guarded by resourceVersion (optimistic concurrency).
+
+        Returns the object as stored, so a cache can hold what was written.
+        """
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
@@ -179,7 +187,7 @@ class KubernetesCluster:
             "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         try:
-            _call(
+            written = _call(
                 self._custom.replace_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -192,6 +200,7 @@ class KubernetesCluster:
             if exc.status == 409:
                 raise StatusConflict(f"{namespace}/{name} changed since it was read") from exc
             raise
+        return cast(dict[str, Any], written)
 
     def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None:
         namespace = release["metadata"]["namespace"]

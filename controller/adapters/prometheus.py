@@ -4,6 +4,10 @@ The explicit time is what lets replay and tests evaluate the same queries
 against recorded history. Transport failures are retried with bounded
 backoff (tenacity); a rejected query is not retried, because it will not
 get better by asking again.
+
+Every query first takes a token from the process-wide Prometheus limiter,
+and a 429 or 503 with `Retry-After` holds all queries until then (see
+`ratelimit.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tenacity import (
 from urllib3.util.retry import Retry
 
 from controller.adapters.ports import MetricsUnreachable, QueryRejected
+from controller.adapters.ratelimit import PROMETHEUS, RateLimiter, retry_after_seconds
 
 
 class _TransientError(Exception):
@@ -37,12 +42,33 @@ _TRANSIENT = (requests.ConnectionError, requests.Timeout, _TransientError)
 
 
 class PrometheusSource:
-    def __init__(self, address: str, *, timeout_s: int = 5, attempts: int = 3) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_s: int = 5,
+        attempts: int = 3,
+        limiter: RateLimiter = PROMETHEUS,
+    ) -> None:
         self.address = address.rstrip("/")
+        self._limiter = limiter
+        session = requests.Session()
+        session.verify = False  # as disable_ssl=True does for the client's own session
+        session.hooks["response"].append(self._note_retry_after)
         self._client = PrometheusConnect(
-            url=self.address, disable_ssl=True, retry=Retry(total=0), timeout=timeout_s
+            url=self.address,
+            disable_ssl=True,
+            retry=Retry(total=0),
+            timeout=timeout_s,
+            session=session,
         )
         self._attempts = attempts
+
+    def _note_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        if response.status_code in (429, 503):
+            seconds = retry_after_seconds(response.headers.get("Retry-After"))
+            if seconds is not None:
+                self._limiter.hold_off(seconds)
 
     def query(self, promql: str, at: datetime) -> float | None:
         try:
@@ -69,6 +95,7 @@ class PrometheusSource:
             reraise=True,
         )
         def attempt() -> Any:
+            self._limiter.acquire()
             try:
                 return self._client.custom_query(promql, params={"time": at.timestamp()})
             except PrometheusApiClientException as exc:

@@ -3,6 +3,8 @@
 Every request of the official client passes through `ApiClient.call_api`, which
 returns the raw response before any exception is raised, so one override counts
 each failed attempt (retries included) for every adapter without touching them.
+The same funnel takes a token from the process-wide apiserver limiter before
+each request and honours `Retry-After` on a 429 or 503 (see `ratelimit.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit
 
 from kubernetes import client, config
 
+from controller.adapters.ratelimit import KUBERNETES, RateLimiter, retry_after_seconds
 from controller.runtime.metrics import API_ERRORS
 
 
@@ -36,11 +39,21 @@ def resource_of(url: str) -> str:
 
 
 class CountingApiClient(client.ApiClient):
+    def __init__(self, limiter: RateLimiter | None = KUBERNETES) -> None:
+        super().__init__()
+        self._limiter = limiter
+
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             response = super().call_api(method, url, *args, **kwargs)
         except client.ApiException as exc:
             API_ERRORS.labels(method, resource_of(url), str(exc.status or 0)).inc()
+            if exc.status in (429, 503):
+                seconds = retry_after_seconds((exc.headers or {}).get("Retry-After"))
+                if seconds is not None and self._limiter is not None:
+                    self._limiter.hold_off(seconds)
             raise
         except Exception:
             API_ERRORS.labels(method, resource_of(url), "connection").inc()
@@ -59,6 +72,7 @@ def load_configuration() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
-def api_client() -> CountingApiClient:
+def api_client(limiter: RateLimiter | None = KUBERNETES) -> CountingApiClient:
+    """`limiter=None` for the Lease: renewing it must never queue behind reconciles."""
     load_configuration()
-    return CountingApiClient()
+    return CountingApiClient(limiter)

@@ -1,40 +1,57 @@
-"""Kopf wiring: every trigger (create, spec or annotation change, timer) runs one reconcile.
+"""Kopf wiring: watches fill the caches and wake releases; a fixed pool of workers reconciles.
 
-Kopf brings the watches, timers, retries and probes; the handlers stay thin.
-A per-object lock keeps a timer tick and a watch event for the same release
-from reconciling at once; a status conflict is retried from a fresh read.
+kopf brings the watches (CanaryReleases; Deployments and canary pods as
+indices), the probes and the startup and cleanup hooks. It does not bring the
+schedule: a timer per object would reconcile every release on every tick. A
+release is reconciled by the work queue (`workqueue.py`) when a watch saw it
+or one of its Deployments or canary pods change, and when the engine says
+something is next due (`engine/wakeup.py`). A status conflict is retried at
+once from a fresh read.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import structlog
 
-from controller.adapters.kubernetes import KubernetesCluster
+from controller.adapters import ratelimit
+from controller.adapters.kubernetes import RELEASE_LABEL, TRACK_LABEL
 from controller.adapters.kubernetes_gates import KubernetesGateObjects
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
 from controller.api.spec import GROUP, PLURAL, VERSION
+from controller.engine.wakeup import next_wakeup
 from controller.runtime import metrics, settings
+from controller.runtime.caches import (
+    CachedCluster,
+    ReleaseKey,
+    ReleaseStore,
+    deployment_record,
+    pod_record,
+    releases_for_deployment,
+)
 from controller.runtime.clients import api_client
 from controller.runtime.gate_checks import GateChecker
-from controller.runtime.reconcile import reconcile
+from controller.runtime.reconcile import Outcome, reconcile
+from controller.runtime.workqueue import WakeQueue, Workers
 
 log = structlog.get_logger("controller.handlers")
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 CONFLICT_ATTEMPTS = 3
+MIN_DELAY_S = 1.0  # a deadline already passed is served now, but never in a tight loop
+
+releases = ReleaseStore()
+queue: WakeQueue[ReleaseKey] = WakeQueue()
+_workers: list[Workers[ReleaseKey]] = []
 
 
 @lru_cache(maxsize=1)
-def _cluster() -> KubernetesCluster:
-    return KubernetesCluster(api_client())
+def _cluster() -> CachedCluster:
+    return CachedCluster(api_client(), releases)
 
 
 @lru_cache(maxsize=1)
@@ -47,34 +64,50 @@ def _metrics_for(address: str) -> MetricsSource:
     return PrometheusSource(address, timeout_s=settings.PROMETHEUS_TIMEOUT_S)
 
 
-def _lock_for(uid: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(uid, threading.Lock())
+def reconcile_key(key: ReleaseKey) -> float | None:
+    """Reconcile one release; return when (monotonic) it is next due, None when it is gone."""
+    namespace, name = key
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        started, result = time.perf_counter(), "error"
+        try:
+            now = datetime.now(UTC)
+            outcome = reconcile(_cluster(), _metrics_for, namespace, name, now, gates=_gates())
+            result = "ok"
+            return _next_due(outcome, now)
+        except StatusConflict:
+            result = "conflict"
+            log.debug("status conflict, reconciling again", attempt=attempt)
+            _cluster().refresh_release(namespace, name)
+        finally:
+            metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
+            structlog.contextvars.clear_contextvars()
+    return time.monotonic() + MIN_DELAY_S
 
 
-def reconcile_now(namespace: str, name: str, uid: str) -> None:
-    with _lock_for(uid):
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            started, result = time.perf_counter(), "error"
-            try:
-                now = datetime.now(UTC)
-                reconcile(_cluster(), _metrics_for, namespace, name, now, gates=_gates())
-                result = "ok"
-                return
-            except StatusConflict:
-                result = "conflict"
-                log.debug("status conflict, reconciling again", attempt=attempt)
-            finally:
-                metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
-                structlog.contextvars.clear_contextvars()
+def _next_due(outcome: Outcome | None, now: datetime) -> float | None:
+    if outcome is None:
+        return None
+    if outcome.moved:  # one decision is not always a fixed point: decide again from the new state
+        return time.monotonic() + MIN_DELAY_S
+    resync = timedelta(seconds=settings.RESYNC_INTERVAL_S)
+    wake = now + resync
+    if outcome.spec is not None and outcome.status is not None:
+        poll = timedelta(seconds=settings.RECONCILE_INTERVAL_S)
+        wake = next_wakeup(outcome.spec, outcome.status, now, poll=poll, resync=resync)
+    return time.monotonic() + max(MIN_DELAY_S, (wake - now).total_seconds())
+
+
+def _picked_up(lateness: float) -> None:
+    metrics.QUEUE_LATENESS.observe(lateness)
+    metrics.QUEUE_DEPTH.set(len(queue))
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    from controller.runtime import settings as knobs
+
+    # Only event handlers and indices: kopf keeps no progress or diff-base
+    # annotations, so it never writes to a CanaryRelease.
     settings.posting.enabled = False  # we post our own, meaningful Events
     # No cluster-wide watch of CRDs and Namespaces: least privilege (the CRD is
     # installed before the controller; `--namespace` names are taken as given).
@@ -82,22 +115,60 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # Only canary pods are watched, filtered by the apiserver, not by us.
+    settings.watching.label_selectors["pods"] = f"{TRACK_LABEL}=canary"
+    ratelimit.PROMETHEUS.configure(knobs.PROMETHEUS_QPS, knobs.PROMETHEUS_BURST)
+    ratelimit.KUBERNETES.configure(knobs.KUBE_QPS, knobs.KUBE_BURST)
+    workers = Workers(queue, reconcile_key, knobs.WORKERS, on_lateness=_picked_up)
+    workers.start()
+    _workers.append(workers)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-def on_change(namespace: str | None, name: str, uid: str, **_: Any) -> None:
-    reconcile_now(namespace or "", name, uid)
+@kopf.on.cleanup()
+def stop_workers(**_: Any) -> None:
+    while _workers:
+        _workers.pop().stop()
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=settings.RECONCILE_INTERVAL_S, sharp=False)
-def on_tick(namespace: str | None, name: str, uid: str, **_: Any) -> None:
-    reconcile_now(namespace or "", name, uid)
+@kopf.index("apps", "v1", "deployments")
+def deployment_index(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[ReleaseKey, dict[str, Any]]:
+    return {(namespace or "", name): deployment_record(body)}
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def on_delete(namespace: str | None, name: str, uid: str, **_: Any) -> None:
-    with _locks_guard:
-        _locks.pop(uid, None)
-    metrics.forget_release(namespace or "", name)
+@kopf.index("v1", "pods", labels={TRACK_LABEL: "canary", RELEASE_LABEL: kopf.PRESENT})
+def canary_pod_index(
+    namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
+) -> dict[ReleaseKey, tuple[str, int, bool]]:
+    return {(namespace or "", labels[RELEASE_LABEL]): pod_record(name, status)}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
+    cluster = _cluster()
+    # kopf hands the indices to every handler, and only once their first listing is complete.
+    cluster.deployments = kwargs["deployment_index"]
+    cluster.canary_pods = kwargs["canary_pod_index"]
+    body = dict(cast(dict[str, Any], event["object"]))
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    if event["type"] == "DELETED":
+        releases.delete(key)
+        queue.forget(key)
+        metrics.forget_release(*key)
+    elif releases.put(body):  # not the echo of our own status write
+        queue.wake(key)
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_changed(
+    namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+) -> None:
+    for key in releases_for_deployment(releases, namespace or "", name, labels):
+        queue.wake(key)
+
+
+@kopf.on.event("v1", "pods", labels={TRACK_LABEL: "canary", RELEASE_LABEL: kopf.PRESENT})
+async def canary_pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    queue.wake((namespace or "", labels[RELEASE_LABEL]))

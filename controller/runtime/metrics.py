@@ -49,6 +49,14 @@ RECONCILE_SECONDS = Histogram(
     ["result"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+QUEUE_DEPTH = Gauge(
+    "canary_workqueue_releases", "Releases waiting in the work queue for their next reconcile"
+)
+QUEUE_LATENESS = Histogram(
+    "canary_workqueue_lateness_seconds",
+    "How long after its due time a release was picked up (saturated workers show here first)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
 API_ERRORS = Counter(
     "canary_kubernetes_api_errors_total",
     "Failed Kubernetes API requests (each attempt; 404 is an answer, not an error)",

@@ -43,6 +43,9 @@ class Outcome:
     phase: str
     actions: tuple[Action, ...]
     wrote_status: bool
+    spec: CanaryReleaseSpec | None = None  # with `status`: what the next wake-up is computed from
+    status: CanaryReleaseStatus | None = None
+    moved: bool = False  # phase or step changed, or the cluster was acted on: look again soon
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -160,4 +163,7 @@ def _commit(
             apply_traffic(router, action)
         elif spec is not None:
             cluster.apply(release, spec, action)
-    return Outcome(new.phase, tuple(actions), changed)
+    moved = (new.phase, new.current_step_index) != (old.phase, old.current_step_index) or any(
+        not isinstance(a, RecordEvent) for a in actions
+    )
+    return Outcome(new.phase, tuple(actions), changed, spec, new, moved)

@@ -82,7 +82,11 @@ def run(options: RunOptions) -> int:
     if election is not None:
         identity = election.identity or default_identity()
         elector = LeaderElector(
-            api_client(), election.namespace, election.lease_name, identity, election.timing
+            api_client(limiter=None),
+            election.namespace,
+            election.lease_name,
+            identity,
+            election.timing,
         )
     health = Health(elector)
     server = serve(options.metrics_address, options.metrics_port, health)

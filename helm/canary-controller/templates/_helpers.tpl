@@ -63,9 +63,9 @@ docs/install.md explains each rule; tests/e2e/test_helm_install.py proves the
 set is enough for a whole canary and that other verbs are refused.
 */}}
 {{- define "canary-controller.rules" -}}
-# kopf lists and watches CanaryReleases, and each reconcile reads one. kopf
-# patches its own annotations (progress, last-handled configuration); the
-# release-tag webhook and `canaryctl` actions patch spec and annotations.
+# kopf lists and watches CanaryReleases (a reconcile reads them from memory,
+# and again after a conflict); the release-tag webhook and `canaryctl`
+# actions patch spec and annotations.
 - apiGroups: ["canary.dev"]
   resources: ["canaryreleases"]
   verbs: ["get", "list", "watch", "patch"]
@@ -73,15 +73,17 @@ set is enough for a whole canary and that other verbs are refused.
 - apiGroups: ["canary.dev"]
   resources: ["canaryreleases/status"]
   verbs: ["update"]
-# The target Deployment is read and patched (replicas, image, strategy);
-# the canary Deployment is created, patched and deleted.
+# Deployments are watched (an in-memory index: a reconcile reads no
+# Deployment from the apiserver); the target is read before it is patched
+# (replicas, image, strategy); the canary is created, patched and deleted.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "patch", "delete"]
-# Canary pods are listed to catch crash loops and restarts.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Canary pods (label canary.dev/track=canary only, filtered by the apiserver)
+# are watched to catch crash loops and restarts.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # Every start, step, rollback and promotion is recorded as an Event.
 - apiGroups: [""]
   resources: ["events"]

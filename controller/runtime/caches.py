@@ -1,0 +1,199 @@
+"""What the controller knows from its watches, so a reconcile reads memory, not the apiserver.
+
+Three watches feed it, all run by kopf: CanaryReleases (kept here whole,
+because a reconcile decides on them), Deployments and canary pods (kept as
+kopf indices, trimmed to the fields the engine reads). kopf holds every
+other handler back until the indices have their initial listing, so a
+reconcile never mistakes "not listed yet" for "does not exist".
+
+A cache can lag. For Deployments that is harmless: every action sets an
+absolute value, so acting on a stale view repeats an idempotent request. For
+the release itself a lag would decide on an old status, so status writes go
+through the cache (the response is stored), a body only ever replaces an
+older one (by resourceVersion), and a 409 still makes the caller re-read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from controller.adapters.kubernetes import RELEASE_LABEL, KubernetesCluster, deployment_view
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.observations import CanaryPods, DeploymentView
+
+ReleaseKey = tuple[str, str]  # (namespace, name)
+
+
+def _version(body: Mapping[str, Any]) -> int | None:
+    value = str(body.get("metadata", {}).get("resourceVersion") or "")
+    return int(value) if value.isdigit() else None
+
+
+class ReleaseStore:
+    """The newest CanaryRelease bodies seen, and which Deployment each one targets."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: dict[ReleaseKey, dict[str, Any]] = {}
+        self._targets: dict[tuple[str, str], set[str]] = {}
+
+    def put(self, body: dict[str, Any]) -> bool:
+        """Keep `body` unless a newer version is known; True when it was new to us."""
+        meta = body["metadata"]
+        key = (meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            known = self._bodies.get(key)
+            if known is not None and known["metadata"].get("uid") == meta.get("uid"):
+                old, new = _version(known), _version(body)
+                if old is not None and new is not None and new <= old:
+                    return False
+            self._retarget(key, known, body)
+            self._bodies[key] = body
+            return True
+
+    def delete(self, key: ReleaseKey) -> None:
+        with self._lock:
+            self._retarget(key, self._bodies.pop(key, None), None)
+
+    def get(self, key: ReleaseKey) -> dict[str, Any] | None:
+        with self._lock:
+            return self._bodies.get(key)
+
+    def keys(self) -> list[ReleaseKey]:
+        with self._lock:
+            return list(self._bodies)
+
+    def targeting(self, namespace: str, deployment: str) -> list[ReleaseKey]:
+        with self._lock:
+            return [(namespace, name) for name in self._targets.get((namespace, deployment), ())]
+
+    def _retarget(
+        self, key: ReleaseKey, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        for body, add in ((old, False), (new, True)):
+            target = _target_of(body)
+            if target is None:
+                continue
+            names = self._targets.setdefault((key[0], target), set())
+            if add:
+                names.add(key[1])
+            else:
+                names.discard(key[1])
+                if not names:
+                    del self._targets[(key[0], target)]
+
+
+def _target_of(body: dict[str, Any] | None) -> str | None:
+    if body is None:
+        return None
+    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    return target if isinstance(target, str) else None
+
+
+def releases_for_deployment(
+    store: ReleaseStore, namespace: str, name: str, labels: Mapping[str, str]
+) -> list[ReleaseKey]:
+    """The releases a Deployment change concerns: the canary's owner, and any targeting it."""
+    keys = store.targeting(namespace, name)
+    owner = labels.get(RELEASE_LABEL)
+    if owner:
+        keys.append((namespace, owner))
+    return keys
+
+
+def deployment_record(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `deployment_view` reads, and no more: the index holds every Deployment."""
+    meta, spec = body.get("metadata", {}), body.get("spec", {})
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "spec": {
+            "replicas": spec.get("replicas", 1),
+            "strategy": dict(spec.get("strategy") or {}),
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": c.get("name"), "image": c.get("image")} for c in containers
+                    ]
+                }
+            },
+        },
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def pod_record(name: str, status: Mapping[str, Any]) -> tuple[str, int, bool]:
+    """(pod, most restarts of a container, whether one is in CrashLoopBackOff)."""
+    restarts, looping = 0, False
+    for container in status.get("containerStatuses") or []:
+        restarts = max(restarts, int(container.get("restartCount") or 0))
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        looping = looping or waiting.get("reason") == "CrashLoopBackOff"
+    return name, restarts, looping
+
+
+def _values(index: Mapping[Any, Iterable[Any]] | None, key: Any) -> list[Any]:
+    """A snapshot of one index entry; kopf mutates indices on its event loop, we read elsewhere."""
+    if index is None:
+        return []
+    for _ in range(3):
+        try:
+            store = index.get(key)
+            return list(store) if store is not None else []
+        except RuntimeError:  # changed size during iteration: read again
+            continue
+    return []
+
+
+class CachedCluster(KubernetesCluster):
+    """The Kubernetes adapter with reads served from the watches; writes go to the apiserver."""
+
+    def __init__(self, api_client: Any, releases: ReleaseStore) -> None:
+        super().__init__(api_client)
+        self.releases = releases
+        self.deployments: Mapping[Any, Iterable[Any]] | None = None
+        self.canary_pods: Mapping[Any, Iterable[Any]] | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self.deployments is not None and self.canary_pods is not None
+
+    def read_release(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.releases.get((namespace, name))
+
+    def refresh_release(self, namespace: str, name: str) -> None:
+        """After a conflict: the apiserver's copy replaces ours."""
+        body = super().read_release(namespace, name)
+        if body is None:
+            self.releases.delete((namespace, name))
+        else:
+            self.releases.put(body)
+
+    def read_deployment(
+        self, namespace: str, name: str, container: str | None
+    ) -> DeploymentView | None:
+        if not self.synced:
+            return super().read_deployment(namespace, name, container)
+        found = _values(self.deployments, (namespace, name))
+        return deployment_view(found[0], container) if found else None
+
+    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
+        if not self.synced:
+            return super().read_canary_pods(namespace, release)
+        pods = _values(self.canary_pods, (namespace, release))
+        looping = tuple(sorted(name for name, _, crash in pods if crash))
+        return CanaryPods(
+            crash_looping=looping, max_restarts=max((r for _, r, _ in pods), default=0)
+        )
+
+    def write_status(
+        self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
+    ) -> None:
+        written = self.replace_status(namespace, name, resource_version, status)
+        self.releases.put(written)

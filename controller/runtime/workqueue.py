@@ -1,0 +1,191 @@
+"""One queue of releases waiting for their next reconcile, and a few workers.
+
+A timer task per release (kopf's `@timer`) wakes every release on every tick,
+so the work and the apiserver reads grow with N even when nothing is due. The
+queue instead holds each release once, at the earliest moment something
+needs it: the deadline its last decision reported, or "now" when a watch saw
+it or one of its objects change. A fixed pool of workers drains it, so the
+concurrency towards the apiserver and Prometheus is a setting, not N.
+
+Like client-go's workqueue, a release is never reconciled by two workers at
+once: a wake that arrives while it runs is remembered and served right after.
+A reconcile that raises is retried with exponential backoff, or after the
+`Retry-After` the server asked for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+import structlog
+from kubernetes.client.exceptions import ApiException
+
+from controller.adapters.ratelimit import retry_after_seconds
+
+log = structlog.get_logger("controller.workqueue")
+K = TypeVar("K", bound=Hashable)
+
+
+class WakeQueue(Generic[K]):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
+        self._running: set[K] = set()
+        self._again: dict[K, float] = {}  # woken while running: served after `done`
+        self._order = itertools.count()
+        self._closed = False
+
+    def wake(self, key: K, at: float | None = None) -> None:
+        """Reconcile `key` no later than `at` (monotonic seconds; now when None)."""
+        at = self._clock() if at is None else at
+        with self._cond:
+            if key in self._running:
+                self._again[key] = min(self._again.get(key, math.inf), at)
+                return
+            self._push(key, at)
+
+    def _push(self, key: K, at: float) -> None:
+        current = self._due.get(key)
+        if current is not None and current <= at:
+            return
+        self._due[key] = at
+        heapq.heappush(self._heap, (at, next(self._order), key))
+        self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> tuple[K, float] | None:
+        """The next due key and how late it is; None on timeout or once closed."""
+        give_up = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            while not self._closed:
+                now = self._clock()
+                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded by an earlier wake, or taken
+                if self._heap and self._heap[0][0] <= now:
+                    at, _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    self._running.add(key)
+                    return key, now - at
+                waits = [w for w in (self._next_in(now), _left(give_up, now)) if w is not None]
+                if give_up is not None and now >= give_up:
+                    return None
+                self._cond.wait(min(waits) if waits else None)
+            return None
+
+    def _next_in(self, now: float) -> float | None:
+        return self._heap[0][0] - now if self._heap else None
+
+    def done(self, key: K, next_at: float | None) -> None:
+        """`key` finished; queue it again at `next_at`, or sooner if it was woken meanwhile."""
+        with self._cond:
+            self._running.discard(key)
+            again = self._again.pop(key, None)
+            times = [t for t in (next_at, again) if t is not None]
+            if times:
+                self._push(key, min(times))
+
+    def forget(self, key: K) -> None:
+        """The object is gone: drop its pending wake (a running reconcile finds it gone)."""
+        with self._cond:
+            self._due.pop(key, None)
+            self._again.pop(key, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def due_at(self, key: K) -> float | None:
+        with self._cond:
+            return self._due.get(key)
+
+
+def _left(give_up: float | None, now: float) -> float | None:
+    return None if give_up is None else max(0.0, give_up - now)
+
+
+class Backoff:
+    """Per-key exponential delay after failures, reset by a success."""
+
+    def __init__(self, base_s: float = 1.0, cap_s: float = 60.0) -> None:
+        self.base_s, self.cap_s = base_s, cap_s
+        self._failures: dict[Hashable, int] = {}
+
+    def failed(self, key: Hashable, exc: BaseException) -> float:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        asked = _retry_after(exc)
+        delay = min(self.cap_s, self.base_s * 2.0 ** (count - 1))
+        return max(delay, asked) if asked is not None else delay
+
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, ApiException) and exc.status in (429, 503):
+        return retry_after_seconds((exc.headers or {}).get("Retry-After"))
+    return None
+
+
+class Workers(Generic[K]):
+    """`count` threads taking due keys; `handle` returns when the key is next due (or None)."""
+
+    def __init__(
+        self,
+        queue: WakeQueue[K],
+        handle: Callable[[K], float | None],
+        count: int,
+        *,
+        backoff: Backoff | None = None,
+        on_lateness: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue, self._handle, self._clock = queue, handle, clock
+        self._backoff = backoff or Backoff()
+        self._backoff_lock = threading.Lock()
+        self._on_lateness = on_lateness
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"reconcile-{i}", daemon=True)
+            for i in range(max(1, count))
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.queue.close()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        while (taken := self.queue.take()) is not None:
+            key, late = taken
+            if self._on_lateness is not None:
+                self._on_lateness(late)
+            next_at: float | None = None
+            try:
+                next_at = self._handle(key)
+                with self._backoff_lock:
+                    self._backoff.succeeded(key)
+            except Exception as exc:  # one release must not stop the others
+                with self._backoff_lock:
+                    delay = self._backoff.failed(key, exc)
+                log.warning(
+                    "reconcile failed; retrying", key=str(key), retry_in_s=delay, error=repr(exc)
+                )
+                next_at = self._clock() + delay
+            finally:
+                self.queue.done(key, next_at)
