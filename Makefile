@@ -45,6 +45,7 @@ kubeconfig: $(VENV)/.installed ## Print the local cluster's kubeconfig path
 bench-judge: setup ## Judge benchmark: sequential vs threshold gates (writes bench/results/judge*.json)
 	$(PY) -m bench.judge --markdown
 	$(PY) -m bench.judge.through_prometheus
+	$(PY) -m bench.judge.bounds
 
 crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models
 	$(PY) -m controller.api.crd --write

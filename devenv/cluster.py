@@ -859,6 +859,19 @@ class LocalCluster:
             deadline,
         )
 
+    def restart_apiserver(self, timeout: float = 90.0) -> float:
+        """Stop kube-apiserver and start it again on the same port; seconds until /readyz.
+
+        A fault for benchmarks: every watch breaks and every client reconnects.
+        """
+        t0 = time.monotonic()
+        terminate([p for p in self.procs if p.name == "kube-apiserver"])
+        self.procs = [p for p in self.procs if p.name != "kube-apiserver"]
+        self._launch("kube-apiserver", detach=False)
+        api = _Api(self.server, self.pki)
+        self._wait(lambda: api.ok("/readyz"), "kube-apiserver /readyz", t0 + timeout)
+        return time.monotonic() - t0
+
     def _launch(self, name: str, detach: bool) -> None:
         env = None
         if name == "kwok":  # kwok also reads ~/.kwok/kwok.yaml; keep the user's out

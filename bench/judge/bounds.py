@@ -141,7 +141,7 @@ def measure(runs: int) -> dict[str, list[dict[str, object]]]:
         "judge, interval 1m": lambda c, _: _judge(60)(c),
         "judge, interval 5m (spec default)": lambda c, _: _judge(300)(c),
     }
-    detection = []
+    detection: list[dict[str, object]] = []
     for setting, ratio in TARGETS:
         counters = simulate(setting, runs, seed=4242)
         for name, rule in rules.items():
@@ -154,17 +154,18 @@ def measure(runs: int) -> dict[str, list[dict[str, object]]]:
                     **_stats(rule(counters, ratio)),
                 }
             )
-    spikes = []
+    spikes: list[dict[str, object]] = []
     for rps in SPIKE_RPS:
         clean = simulate(Setting(rps, "flat", horizon_s=2 * 3600), runs, seed=77)
         spiked = simulate(
             Setting(rps, "flat", nuisance="spiking_scrape", horizon_s=2 * 3600), runs, 77
         )
-        for name, rule in (
+        judged: tuple[tuple[str, Callable[[Counters], np.ndarray]], ...] = (
             ("judge (largest burst set aside)", sequential),
             ("implausible only", implausible_only),
-        ):
-            without, with_it = rule(clean), rule(spiked)
+        )
+        for name, judge in judged:
+            without, with_it = judge(clean), judge(spiked)
             spikes.append(
                 {
                     "rule": name,
@@ -198,7 +199,7 @@ def markdown(results: dict[str, list[dict[str, object]]]) -> str:
     lines.append("|---|" + "---|" * len(SPIKE_RPS))
     by_rule: dict[str, list[str]] = {}
     for s in results["spiking_scrape"]:
-        by_rule.setdefault(str(s["rule"]), []).append(f"{float(s['caused_by_spike']):.1%}")  # type: ignore[arg-type]
+        by_rule.setdefault(str(s["rule"]), []).append(f"{s['caused_by_spike']:.1%}")
     lines += [f"| {rule} | " + " | ".join(cells) + " |" for rule, cells in by_rule.items()]
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,8 @@ from kubernetes import client, config
 from controller.adapters.ratelimit import KUBERNETES, RateLimiter, retry_after_seconds
 from controller.runtime.metrics import API_ERRORS
 
+REQUEST_TIMEOUT_S = 30.0  # a hung connection must not hold a worker (and its release) forever
+
 
 def resource_of(url: str) -> str:
     """The resource a request addressed: `/apis/apps/v1/namespaces/x/deployments/y` -> deployments.
@@ -46,6 +48,8 @@ class CountingApiClient(client.ApiClient):
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if self._limiter is not None:
             self._limiter.acquire()
+        if len(args) < 4 and kwargs.get("_request_timeout") is None:  # default: wait forever
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT_S
         try:
             response = super().call_api(method, url, *args, **kwargs)
         except client.ApiException as exc:

@@ -1,0 +1,149 @@
+"""The work queue: each release once, at its earliest wake, never on two workers at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kubernetes.client.exceptions import ApiException
+
+from controller.runtime.workqueue import Backoff, WakeQueue, Workers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_is_held_once_at_its_earliest_wake() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    queue.wake("a", at=130.0)
+    queue.wake("a", at=110.0)
+    queue.wake("a", at=120.0)  # later than what is queued: ignored
+    assert len(queue) == 1
+    assert queue.due_at("a") == 110.0
+    assert queue.take(timeout=0) is None  # not due yet
+    clock.now = 111.0
+    assert queue.take(timeout=0) == ("a", 1.0)
+    assert queue.take(timeout=0) is None  # the stale 130 and 120 entries are gone with it
+
+
+def test_due_keys_come_out_in_deadline_order() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    for key, at in (("late", 105.0), ("early", 101.0), ("middle", 103.0)):
+        queue.wake(key, at=at)
+    clock.now = 200.0
+    taken = [queue.take(timeout=0) for _ in range(3)]
+    assert [t[0] for t in taken if t] == ["early", "middle", "late"]
+
+
+def test_a_wake_while_running_is_served_after_done() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    queue.wake("a")
+    assert queue.take(timeout=0) == ("a", 0.0)
+    queue.wake("a")  # a watch event while the reconcile runs
+    assert queue.take(timeout=0) is None  # never handed to a second worker
+    queue.done("a", next_at=160.0)
+    assert queue.due_at("a") == 100.0  # the pending wake wins over the later deadline
+
+
+def test_done_requeues_at_the_reported_deadline_and_none_drops_the_key() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    queue.wake("a")
+    queue.take(timeout=0)
+    queue.done("a", next_at=150.0)
+    assert queue.due_at("a") == 150.0
+    clock.now = 150.0
+    queue.take(timeout=0)
+    queue.done("a", next_at=None)  # the release is gone
+    assert len(queue) == 0
+
+
+def test_forget_drops_a_pending_wake() -> None:
+    queue: WakeQueue[str] = WakeQueue(Clock())
+    queue.wake("a")
+    queue.forget("a")
+    assert queue.take(timeout=0) is None
+
+
+def test_take_blocks_until_a_wake_arrives() -> None:
+    queue: WakeQueue[str] = WakeQueue()
+    threading.Timer(0.1, lambda: queue.wake("a")).start()
+    taken = queue.take(timeout=5)
+    assert taken is not None and taken[0] == "a"
+
+
+def test_backoff_doubles_honours_retry_after_and_resets() -> None:
+    backoff = Backoff(base_s=1.0, cap_s=8.0)
+    error = RuntimeError("boom")
+    assert [backoff.failed("a", error) for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    backoff.succeeded("a")
+    assert backoff.failed("a", error) == 1.0
+    throttled = ApiException(status=429)
+    throttled.headers = {"Retry-After": "30"}
+    assert backoff.failed("b", throttled) == 30.0
+
+
+def test_workers_serve_every_key_and_retry_a_failure() -> None:
+    queue: WakeQueue[str] = WakeQueue()
+    seen: list[str] = []
+    failed_once = threading.Event()
+    all_done = threading.Event()
+
+    def handle(key: str) -> float | None:
+        if key == "flaky" and not failed_once.is_set():
+            failed_once.set()
+            raise RuntimeError("transient")
+        seen.append(key)
+        if len(seen) == 3:
+            all_done.set()
+        return None
+
+    workers = Workers(queue, handle, 2, backoff=Backoff(base_s=0.05))
+    workers.start()
+    try:
+        for key in ("a", "b", "flaky"):
+            queue.wake(key)
+        assert all_done.wait(10)
+    finally:
+        workers.stop()
+    assert sorted(seen) == ["a", "b", "flaky"]
+    assert failed_once.is_set()
+
+
+def test_one_key_is_never_reconciled_concurrently() -> None:
+    queue: WakeQueue[str] = WakeQueue()
+    running, overlaps, calls = set[str](), [], []
+    lock = threading.Lock()
+
+    def handle(key: str) -> float | None:
+        with lock:
+            if key in running:
+                overlaps.append(key)
+            running.add(key)
+        time.sleep(0.01)
+        with lock:
+            running.discard(key)
+            calls.append(key)
+        return None
+
+    workers = Workers(queue, handle, 4)
+    workers.start()
+    try:
+        for _ in range(50):
+            queue.wake("same")
+            time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while (len(queue) or queue.due_at("same") is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        workers.stop()
+    assert overlaps == []
+    assert 1 <= len(calls) < 50  # wakes that arrived while it ran were merged
