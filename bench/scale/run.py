@@ -10,7 +10,14 @@ measures what issue #7 asks for:
   (prometheus_http_requests_total), during the steady analysis phase;
 - breach-to-rollback: from an error spike appearing to the rollback starting.
 
-Usage: python -m bench.scale.run --sizes 10 100 500 1000 [--churn-minutes 60]
+With `--faults` it also restarts the apiserver and makes Prometheus slow (5 s
+per answer) and then unreachable, 2 minutes each, while the releases are
+paused in analysis, and checks every release still reaches the outcome it
+would reach without faults. With `--churn-minutes M` it keeps every release
+cycling through canaries (and deletes and recreates a tenth of them per
+cycle) for M minutes and compares RSS after 10 minutes and at the end.
+
+Usage: python -m bench.scale.run --sizes 10 100 500 1000 [--faults] [--churn-minutes 60]
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from kubernetes import client, watch
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
+from bench.scale.faults import FaultyPrometheus
 from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.cluster import LocalCluster, resolve_bin_dir
 from devenv.controller import ControllerProcess
@@ -115,7 +123,7 @@ class StatusWatcher(threading.Thread):
         for event in stream:
             obj, now = event["object"], time.monotonic()
             name, status = obj["metadata"]["name"], obj.get("status") or {}
-            for field in ("phase", "canaryTag", "stableTag"):
+            for field in ("phase", "canaryTag", "stableTag", "lastCommand"):
                 value = str(status.get(field))
                 self.seen.setdefault((name, field, value), now)
             self.phases[name] = status.get("phase", "")
@@ -171,7 +179,7 @@ def deployment(name: str) -> dict[str, Any]:
     }
 
 
-def release(name: str, prometheus_url: str) -> dict[str, Any]:
+def release(name: str, prometheus_url: str, pause: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "CanaryRelease",
@@ -179,14 +187,29 @@ def release(name: str, prometheus_url: str) -> dict[str, Any]:
         "spec": {
             "targetRef": {"name": name},
             "release": {"tag": "v1", "image": f"r.example.com/{name}:{{tag}}"},
-            "steps": [{"setWeight": 34}, {"pause": {"duration": "4m"}}, {"setWeight": 100}],
+            "steps": [{"setWeight": 34}, {"pause": {"duration": pause}}, {"setWeight": 100}],
             "analysis": {
                 "interval": f"{INTERVAL_S}s",
                 "prometheus": {"address": prometheus_url},
+                "unreachableDeadline": "1m",
                 "metrics": [{"name": "error-rate", "query": QUERY, "threshold": {"max": 0.05}}],
             },
         },
     }
+
+
+CONTROLLER_ENV = {
+    "CANARY_RECONCILE_INTERVAL": "10",
+    "CANARY_WORKERS": "4",
+    "CANARY_PROMETHEUS_QPS": "100",
+    "CANARY_PROMETHEUS_BURST": "100",
+}
+
+
+def controller_requests(url: str) -> float:
+    """Kubernetes API requests the controller made, from its own /metrics."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return metric_total(text, "canary_kubernetes_api_requests_total")
 
 
 def run_size(
@@ -195,10 +218,15 @@ def run_size(
     prometheus: PrometheusServer,
     traffic: TrafficSimulator,
     work: Path,
+    *,
+    faults: bool = False,
+    churn_minutes: float = 0,
+    profile: bool = False,
+    pause: str | None = None,
 ) -> dict[str, Any]:
     api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
-    ns = f"bench-{n}"
+    ns = f"bench-{n}{'-faults' if faults else ''}{'-churn' if churn_minutes else ''}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     wait("service account", lambda: bool(core.list_namespaced_service_account(ns).items), 60)
     names = [f"app{i:04d}" for i in range(n)]
@@ -216,13 +244,15 @@ def run_size(
             )
             == n
         ),
-        600,
+        1200,
     )
+    proxy = FaultyPrometheus(prometheus.url)
+    pause = pause or ("1m" if churn_minutes else ("14m" if faults else "8m"))
     with ThreadPoolExecutor(8) as pool:
         list(
             pool.map(
                 lambda nm: custom.create_namespaced_custom_object(
-                    GROUP, VERSION, ns, PLURAL, release(nm, prometheus.url)
+                    GROUP, VERSION, ns, PLURAL, release(nm, proxy.url, pause)
                 ),
                 names,
             )
@@ -230,18 +260,64 @@ def run_size(
 
     watcher = StatusWatcher(custom, ns)
     watcher.start()
-    proc = ControllerProcess(
-        cluster.kubeconfig,
-        work / f"controller-{n}.log",
-        [ns],
-        env={"CANARY_RECONCILE_INTERVAL": os.environ.get("CANARY_RECONCILE_INTERVAL", "10")},
-    ).start()
+    env = {**CONTROLLER_ENV, **{k: v for k, v in os.environ.items() if k in CONTROLLER_ENV}}
+    proc = ControllerProcess(cluster.kubeconfig, work / f"{ns}.log", [ns], env=env).start()
     assert proc.process is not None
     sampler = ProcSampler(proc.process.pid)
     sampler.start()
     adopt_s = wait("all Idle", lambda: watcher.count("Idle") == n, 900)
+    result: dict[str, Any] = {"n": n, "adopt_all_s": round(adopt_s, 1)}
+    try:
+        if churn_minutes:
+            result |= churn(custom, ns, names, proxy.url, watcher, sampler, churn_minutes)
+        else:
+            result |= canary_round(
+                cluster,
+                prometheus,
+                proxy,
+                traffic,
+                custom,
+                ns,
+                names,
+                watcher,
+                sampler,
+                proc,
+                faults=faults,
+                profile=profile,
+                work=work,
+            )
+    finally:
+        sampler.stop_event.set()
+        watcher.stop_event.set()
+        proc.stop()
+        proxy.stop()
+    rss = [s[1] for s in sampler.samples]
+    result["rss_peak_mib"] = round(max(rss), 1)
+    result["controller_env"] = env
+    result["measured_at"] = datetime.now().isoformat(timespec="seconds")
+    core.delete_namespace(ns)
+    api.close()
+    return result
 
-    # a new tag for everyone: reconcile latency is patch -> status.canaryTag
+
+def canary_round(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    proxy: FaultyPrometheus,
+    traffic: TrafficSimulator,
+    custom: client.CustomObjectsApi,
+    ns: str,
+    names: list[str],
+    watcher: StatusWatcher,
+    sampler: ProcSampler,
+    proc: ControllerProcess,
+    *,
+    faults: bool,
+    profile: bool,
+    work: Path,
+) -> dict[str, Any]:
+    n = len(names)
+    # a new tag for everyone at once: the bulk start
     patched: dict[str, float] = {}
 
     def start(name: str) -> None:
@@ -257,14 +333,55 @@ def run_size(
         lambda: all((nm, "canaryTag", "v2") in watcher.seen for nm in names),
         900,
     )
-    latencies = [watcher.seen[(nm, "canaryTag", "v2")] - patched[nm] for nm in names]
+    bulk = [watcher.seen[(nm, "canaryTag", "v2")] - patched[nm] for nm in names]
     wait("all Paused", lambda: watcher.count("Paused") == n, 900)
 
-    # steady state: analysis running for everyone
-    t0, api0, q0 = time.monotonic(), apiserver_requests(cluster), prometheus_queries(prometheus)
+    # steady state: everyone paused in analysis
+    metrics_url = proc.metrics_url
+    t0, api0, q0 = (
+        time.monotonic(),
+        controller_requests(metrics_url),
+        prometheus_queries(prometheus),
+    )
+    spy = start_profile(proc, work / f"{ns}.profile.txt") if profile else None
     time.sleep(2 * INTERVAL_S + 10)
-    t1, api1, q1 = time.monotonic(), apiserver_requests(cluster), prometheus_queries(prometheus)
+    t1, api1, q1 = (
+        time.monotonic(),
+        controller_requests(metrics_url),
+        prometheus_queries(prometheus),
+    )
+    if spy is not None:
+        spy.wait(timeout=120)
     steady = sampler.window(t0, t1)
+
+    # reconcile latency under that load: one spec change at a time, to the status reflecting it
+    probes = names[: min(50, n)]
+    latencies = []
+    for i, name in enumerate(probes):
+        command = f"resume probe-{i}"
+        sent = time.monotonic()
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {"canary.dev/command": command}}},
+        )
+        wait("probe", lambda nm=name, c=command: (nm, "lastCommand", c) in watcher.seen, 120)
+        latencies.append(watcher.seen[(name, "lastCommand", command)] - sent)
+        time.sleep(0.2)
+
+    fault_log: dict[str, float] = {}
+    if faults:
+        fault_log["apiserver_restart_s"] = round(cluster.restart_apiserver(), 1)
+        time.sleep(30)
+        proxy.mode = "slow"
+        time.sleep(120)
+        proxy.mode = "down"
+        time.sleep(120)
+        proxy.mode = "pass"
+        time.sleep(INTERVAL_S + 10)
 
     # breach: an error spike in 10 canaries (or all when fewer)
     victims = names[: min(10, n)]
@@ -274,42 +391,153 @@ def run_size(
     wait(
         "victims rolled back",
         lambda: all(watcher.phases.get(v) == "RolledBack" for v in victims),
-        4 * INTERVAL_S + 120,
+        4 * INTERVAL_S + 300,
     )
     breach = [watcher.seen[(v, "phase", "RolledBack")] - spike for v in victims]
-    wait("the rest promoted", lambda: watcher.count("Succeeded") == n - len(victims), 1200)
-
-    sampler.stop_event.set()
-    watcher.stop_event.set()
-    proc.stop()
-    rss = [s[1] for s in sampler.samples]
+    wait("the rest promoted", lambda: watcher.count("Succeeded") == n - len(victims), 1800)
+    wrong = sorted(
+        nm
+        for nm in names
+        if watcher.phases.get(nm) != ("RolledBack" if nm in victims else "Succeeded")
+        or (nm not in victims and (nm, "phase", "RolledBack") in watcher.seen)
+    )
     minutes = (steady[-1][0] - steady[0][0]) / 60 if len(steady) > 1 else 1
-    result = {
-        "n": n,
-        "adopt_all_s": round(adopt_s, 1),
-        "rss_peak_mib": round(max(rss), 1),
+    return {
+        "faults": faults,
+        **fault_log,
+        "outcomes_as_expected": not wrong,
+        "wrong_outcomes": wrong[:20],
+        "start_all_p50_s": round(percentile(bulk, 0.5) or 0, 2),
+        "start_all_p99_s": round(percentile(bulk, 0.99) or 0, 2),
         "rss_steady_mib": round(statistics.median(s[1] for s in steady), 1),
         "cpu_s_per_min": round((steady[-1][2] - steady[0][2]) / minutes, 2),
         "reconcile_p50_s": round(percentile(latencies, 0.5) or 0, 2),
         "reconcile_p99_s": round(percentile(latencies, 0.99) or 0, 2),
-        "apiserver_rps": round((api1 - api0) / (t1 - t0), 1),
+        "apiserver_rps": round((api1 - api0) / (t1 - t0), 2),
         "prometheus_qps": round((q1 - q0) / (t1 - t0), 2),
         "breach_to_rollback_p50_s": round(percentile(breach, 0.5) or 0, 1),
         "breach_to_rollback_p99_s": round(percentile(breach, 0.99) or 0, 1),
         "analysis_interval_s": INTERVAL_S,
-        "measured_at": datetime.now().isoformat(timespec="seconds"),
     }
-    core.delete_namespace(ns)
-    api.close()
-    return result
+
+
+def start_profile(proc: ControllerProcess, out: Path) -> Any:
+    """py-spy, sampling the controller for one steady minute (top functions, own time)."""
+    import subprocess
+    import sys
+
+    assert proc.process is not None
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(proc.process.pid),
+            "--duration",
+            "60",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def churn(
+    custom: client.CustomObjectsApi,
+    ns: str,
+    names: list[str],
+    prometheus_url: str,
+    watcher: StatusWatcher,
+    sampler: ProcSampler,
+    minutes: float,
+) -> dict[str, Any]:
+    """Every release through canary after canary, a tenth deleted and recreated per cycle."""
+    began, cycle, cycles_done = time.monotonic(), 0, 0
+    rss_10 = None
+    while time.monotonic() - began < minutes * 60:
+        cycle += 1
+        tag = f"c{cycle}"
+        for i, name in enumerate(names):
+            if i % 10 == cycle % 10:
+                with_retry(
+                    lambda nm=name: custom.delete_namespaced_custom_object(
+                        GROUP, VERSION, ns, PLURAL, nm
+                    )
+                )
+                wait("deleted", lambda nm=name: not exists(custom, ns, nm), 60)
+                body = release(name, prometheus_url, "1m")
+                body["spec"]["release"]["tag"] = tag
+                with_retry(
+                    lambda b=body: custom.create_namespaced_custom_object(
+                        GROUP, VERSION, ns, PLURAL, b
+                    )
+                )
+            else:
+                with_retry(
+                    lambda nm=name, t=tag: custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, ns, PLURAL, nm, {"spec": {"release": {"tag": t}}}
+                    )
+                )
+        wait(
+            f"cycle {cycle} done",
+            lambda t=tag: all(
+                (nm, "stableTag", t) in watcher.seen or watcher.phases.get(nm) == "RolledBack"
+                for nm in names
+            ),
+            900,
+        )
+        cycles_done = cycle
+        elapsed = time.monotonic() - began
+        if rss_10 is None and elapsed >= 600:
+            rss_10 = statistics.median(s[1] for s in sampler.window(began + 540, began + 600))
+    end = time.monotonic()
+    rss_end = statistics.median(s[1] for s in sampler.window(end - 60, end))
+    rss_10 = rss_10 or rss_end
+    return {
+        "churn_minutes": minutes,
+        "churn_cycles": cycles_done,
+        "rss_at_10min_mib": round(rss_10, 1),
+        "rss_at_end_mib": round(rss_end, 1),
+        "rss_growth_pct": round(100 * (rss_end - rss_10) / rss_10, 1),
+    }
+
+
+def exists(custom: client.CustomObjectsApi, ns: str, name: str) -> bool:
+    try:
+        custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def with_retry(call: Callable[[], Any], attempts: int = 5) -> Any:
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status == 404 or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
+    return None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500, 1000])
+    parser.add_argument("--faults", action="store_true", help="the fault run instead")
+    parser.add_argument("--churn-minutes", type=float, default=0)
+    parser.add_argument("--profile", action="store_true", help="py-spy one steady minute")
+    parser.add_argument("--pause", help="the canary's pause (default: 8m, 14m with --faults)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    results: list[dict[str, Any]] = []
+    previous = json.loads(args.out.read_text()) if args.out.exists() else []
     with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
         work = Path(tmp)
         cluster = LocalCluster.start(work / "cluster", resolve_bin_dir())
@@ -321,15 +549,49 @@ def main() -> int:
             install_crd(api)
             for n in args.sizes:
                 print(f"== N={n}", flush=True)
-                results.append(run_size(n, cluster, prometheus, traffic, work))
-                print(json.dumps(results[-1]), flush=True)
+                result = run_size(
+                    n,
+                    cluster,
+                    prometheus,
+                    traffic,
+                    work,
+                    faults=args.faults,
+                    churn_minutes=args.churn_minutes,
+                    profile=args.profile,
+                    pause=args.pause,
+                )
+                print(json.dumps(result), flush=True)
+                kind = "faults" if args.faults else "churn" if args.churn_minutes else "size"
+                result["run"] = kind
+                previous = [r for r in previous if (r.get("run", "size"), r["n"]) != (kind, n)] + [
+                    result
+                ]
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(results, indent=2) + "\n")
+                args.out.write_text(json.dumps(previous, indent=2) + "\n")
+                if args.profile:
+                    for profile in work.glob("*.profile.txt"):
+                        target = args.out.parent / f"scale-profile-{n}.txt"
+                        target.write_text(top_functions(profile.read_text()))
         finally:
             prometheus.stop()
             traffic.stop()
             cluster.stop()
     return 0
+
+
+def top_functions(raw: str, count: int = 25) -> str:
+    """py-spy's raw (collapsed) stacks reduced to the functions that hold the CPU themselves."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        frame = stack.split(";")[-1]
+        own[frame] = own.get(frame, 0) + int(samples)
+        total += int(samples)
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:count]
+    return "".join(f"{100 * c / max(total, 1):5.1f}%  {f}\n" for f, c in ranked)
 
 
 if __name__ == "__main__":

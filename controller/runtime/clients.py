@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from kubernetes import client, config
 
 from controller.adapters.ratelimit import KUBERNETES, RateLimiter, retry_after_seconds
-from controller.runtime.metrics import API_ERRORS
+from controller.runtime.metrics import API_ERRORS, API_REQUESTS
 
 REQUEST_TIMEOUT_S = 30.0  # a hung connection must not hold a worker (and its release) forever
 
@@ -50,6 +50,7 @@ class CountingApiClient(client.ApiClient):
             self._limiter.acquire()
         if len(args) < 4 and kwargs.get("_request_timeout") is None:  # default: wait forever
             kwargs["_request_timeout"] = REQUEST_TIMEOUT_S
+        API_REQUESTS.labels(method, resource_of(url)).inc()
         try:
             response = super().call_api(method, url, *args, **kwargs)
         except client.ApiException as exc:

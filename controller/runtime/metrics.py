@@ -57,6 +57,11 @@ QUEUE_LATENESS = Histogram(
     "How long after its due time a release was picked up (saturated workers show here first)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+API_REQUESTS = Counter(
+    "canary_kubernetes_api_requests_total",
+    "Kubernetes API requests made by reconciles (kopf's own watches not included)",
+    ["method", "resource"],
+)
 API_ERRORS = Counter(
     "canary_kubernetes_api_errors_total",
     "Failed Kubernetes API requests (each attempt; 404 is an answer, not an error)",
