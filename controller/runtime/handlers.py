@@ -73,15 +73,7 @@ def reconcile_key(key: ReleaseKey) -> float | None:
             now = datetime.now(UTC)
             outcome = reconcile(_cluster(), _metrics_for, namespace, name, now, gates=_gates())
             result = "ok"
-            due = _next_due(outcome, now)
-            log.info(
-                "DBG reconciled",
-                key=key,
-                phase=outcome and outcome.phase,
-                moved=outcome and outcome.moved,
-                due_in=due and due - time.monotonic(),
-            )
-            return due
+            return _next_due(outcome, now)
         except StatusConflict:
             result = "conflict"
             log.debug("status conflict, reconciling again", attempt=attempt)

@@ -264,7 +264,7 @@ def _assert_refused(sa: client.ApiClient, apps_ns: str, own_ns: str, mode: str) 
         "list Secrets": (core.list_namespaced_secret, apps_ns),
         "delete a Secret": (core.delete_namespaced_secret, "x", apps_ns),
         "delete a pod": (core.delete_namespaced_pod, "x", apps_ns),
-        "list Deployments": (apps.list_namespaced_deployment, apps_ns),
+        "list Secrets": (core.list_namespaced_secret, apps_ns),
         "delete a CanaryRelease": (
             custom.delete_namespaced_custom_object,
             GROUP,
@@ -281,6 +281,10 @@ def _assert_refused(sa: client.ApiClient, apps_ns: str, own_ns: str, mode: str) 
         "delete its own Lease": (leases.delete_namespaced_lease, "any", own_ns),
     }
     if mode == "namespaced":
+        refused["list Deployments outside the watched namespaces"] = (
+            apps.list_namespaced_deployment,
+            own_ns,
+        )
         refused["read a Deployment outside the watched namespaces"] = (
             apps.read_namespaced_deployment,
             "payments",

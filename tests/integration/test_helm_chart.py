@@ -121,8 +121,8 @@ def test_rbac_grants_exactly_the_documented_verbs() -> None:
     assert verbs == {
         "canary.dev/canaryreleases": {"get", "list", "watch", "patch"},
         "canary.dev/canaryreleases/status": {"update"},
-        "apps/deployments": {"get", "create", "patch", "delete"},
-        "core/pods": {"list"},
+        "apps/deployments": {"get", "list", "watch", "create", "patch", "delete"},
+        "core/pods": {"list", "watch"},
         "core/events": {"create"},
         "core/secrets": {"get"},
         "core/configmaps": {"get"},

@@ -1,0 +1,91 @@
+"""With polling turned off, watches and the engine's deadlines alone carry releases.
+
+`CANARY_RECONCILE_INTERVAL` and `CANARY_RESYNC_INTERVAL` are set to an hour,
+so every reconcile in these tests was caused either by a watch event (the
+release, its Deployments, its canary pods) or by a deadline from
+`engine/wakeup.py` (the next analysis, the end of the pause). A missing wake-up
+shows as a release stuck for the rest of the hour.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from devenv.prometheus import PrometheusServer
+from devenv.traffic import TrafficSimulator
+from tests.e2e.conftest import ControllerFactory
+from tests.e2e.helpers import CapacityWatch, Releases, release
+
+IMAGE = "registry.example.com/payments:{}"
+NO_POLLING = {"CANARY_RECONCILE_INTERVAL": "3600", "CANARY_RESYNC_INTERVAL": "3600"}
+
+
+def _traffic(traffic: TrafficSimulator, namespace: str) -> None:
+    for track in ("stable", "canary"):
+        traffic.set_rate(namespace, "payments", track, rps=50, error_ratio=0.002)
+
+
+def test_a_canary_is_promoted_on_watches_and_deadlines_alone(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    _traffic(traffic, namespace)
+    releases.create_deployment("payments", 10, IMAGE.format("v1"))
+    releases.create(release("payments", "v1", prometheus.url))
+    proc = controller(namespace, **NO_POLLING)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    with CapacityWatch(releases, "payments") as capacity:
+        releases.set_tag("payments", "v2")
+        releases.wait_phase("payments", "Paused", timeout=60)  # canary pods Ready: a watch
+        done = releases.wait_phase("payments", "Succeeded", timeout=120)  # the pause's end
+    assert done["stableTag"] == "v2"
+    assert min(capacity.samples) >= 10
+    looks = [m for m in done["metrics"] if m["name"] == "error-rate"]
+    assert looks and looks[0]["verdict"] == "pass"  # analysed on its 2 s deadlines
+    text = requests.get(f"{proc.metrics_url}/metrics", timeout=10).text
+    reconciles = _sum(text, "canary_reconcile_duration_seconds_count")
+    deployment_gets = _sum(text, "canary_kubernetes_api_requests_total", "GET", "deployments")
+    release_gets = _sum(text, "canary_kubernetes_api_requests_total", "GET", "canaryreleases")
+    # Reading per reconcile would mean two Deployment GETs each; from the watches,
+    # a Deployment is read only just before it is patched, the release only after a 409.
+    assert reconciles >= 5
+    assert deployment_gets < reconciles / 2, (deployment_gets, reconciles)
+    assert release_gets <= 2
+
+
+def _sum(text: str, name: str, method: str = "", resource: str = "") -> float:
+    """A metric summed over its series, optionally only one method and resource."""
+    total = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] != name:
+            continue
+        if method and f'method="{method}"' not in series:
+            continue
+        if resource and f'resource="{resource}"' not in series:
+            continue
+        total += float(value)
+    return total
+
+
+def test_a_breach_rolls_back_at_the_next_analysis_deadline(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    _traffic(traffic, namespace)
+    releases.create_deployment("payments", 4, IMAGE.format("v1"))
+    steps = [{"setWeight": 25}, {"pause": {"duration": "30m"}}, {"setWeight": 100}]
+    releases.create(release("payments", "v1", prometheus.url, steps=steps))
+    controller(namespace, **NO_POLLING)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    releases.set_tag("payments", "v2")
+    releases.wait_phase("payments", "Paused", timeout=60)
+    traffic.set_rate(namespace, "payments", "canary", rps=50, error_ratio=0.4)
+    status = releases.wait_phase("payments", "RolledBack", timeout=60)
+    assert status["reason"] == "MetricBreach"
