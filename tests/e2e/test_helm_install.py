@@ -264,7 +264,12 @@ def _assert_refused(sa: client.ApiClient, apps_ns: str, own_ns: str, mode: str) 
         "list Secrets": (core.list_namespaced_secret, apps_ns),
         "delete a Secret": (core.delete_namespaced_secret, "x", apps_ns),
         "delete a pod": (core.delete_namespaced_pod, "x", apps_ns),
-        "list Secrets": (core.list_namespaced_secret, apps_ns),
+        "scale a Deployment through its subresource": (
+            apps.patch_namespaced_deployment_scale,
+            "payments",
+            apps_ns,
+            {"spec": {"replicas": 1}},
+        ),
         "delete a CanaryRelease": (
             custom.delete_namespaced_custom_object,
             GROUP,
