@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from controller.engine.analysis import analysis_passed
 from controller.engine.context import Decision
 from controller.engine.decide import decide
-from tests.unit.world import World, breaking_at, healthy, make_spec
+from tests.unit.world import World, make_spec, metric_for, run_ticks
 
 T0 = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -45,22 +45,21 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
-def _run(plan: dict[str, object]) -> World:
-    breach = plan["breach_minute"]
-    metric = healthy if breach is None else breaking_at(T0 + timedelta(minutes=breach))  # type: ignore[arg-type]
+def world_for(plan: dict[str, object]) -> World:
     world = World(
         spec=make_spec(steps=plan["steps"], interval=plan["interval"]),  # type: ignore[arg-type]
-        metric=metric,
+        metric=metric_for(plan["breach_minute"], T0),
         start=T0,
         replicas=plan["replicas"],  # type: ignore[arg-type]
         ready_delay=plan["ready_delay"],  # type: ignore[arg-type]
     )
     world.stable.max_unavailable, world.stable.max_surge = plan["strategy"]  # type: ignore[misc]
-    now, tick, index = T0, plan["tick"], 0
-    while now <= T0 + DAY:
-        world.tick(now, lose_actions=index in plan["lost_ticks"])  # type: ignore[operator]
-        now += tick  # type: ignore[operator]
-        index += 1
+    return world
+
+
+def _run(plan: dict[str, object]) -> World:
+    world = world_for(plan)
+    run_ticks(world, DAY, plan["tick"], plan["lost_ticks"])
     return world
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from controller.engine.decide import decide
 from tests.unit.routedworld import RoutedWorld, make_routed_spec
-from tests.unit.world import breaking_at, healthy
+from tests.unit.world import metric_for, run_ticks
 
 T0 = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
 SPAN = timedelta(hours=6)
@@ -46,24 +46,18 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
 
 
 def _run(plan: dict[str, object]) -> RoutedWorld:
-    breach = plan["breach_minute"]
-    metric = healthy if breach is None else breaking_at(T0 + timedelta(minutes=breach))  # type: ignore[arg-type]
     world = RoutedWorld(
         spec=make_routed_spec(
             steps=plan["steps"],  # type: ignore[arg-type]
             header=plan["header"],  # type: ignore[arg-type]
             dynamic=plan["dynamic"],  # type: ignore[arg-type]
         ),
-        metric=metric,
+        metric=metric_for(plan["breach_minute"], T0),
         start=T0,
         replicas=plan["replicas"],  # type: ignore[arg-type]
         ready_delay=plan["ready_delay"],  # type: ignore[arg-type]
     )
-    now, tick, index = T0, plan["tick"], 0
-    while now <= T0 + SPAN:
-        world.tick(now, lose_actions=index in plan["lost_ticks"])  # type: ignore[operator]
-        now += tick  # type: ignore[operator]
-        index += 1
+    run_ticks(world, SPAN, plan["tick"], plan["lost_ticks"])
     return world
 
 

@@ -16,8 +16,8 @@ from controller.api.status import CanaryReleaseStatus, PostPromotionStatus
 from controller.engine.actions import Action, RecordEvent
 from controller.engine.decide import decide
 from controller.engine.wakeup import next_wakeup
-from tests.unit.test_properties import SETTINGS, plans
-from tests.unit.world import World, breaking_at, healthy, make_spec
+from tests.unit.test_properties import SETTINGS, plans, world_for
+from tests.unit.world import World, make_spec
 
 T0 = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
 POLL, RESYNC = timedelta(seconds=10), timedelta(minutes=5)
@@ -97,23 +97,9 @@ def test_an_overdue_deadline_means_now() -> None:
 Timeline = list[tuple[datetime, list[Action]]]
 
 
-def _world(plan: dict[str, object]) -> World:
-    breach = plan["breach_minute"]
-    metric = healthy if breach is None else breaking_at(T0 + timedelta(minutes=breach))  # type: ignore[arg-type]
-    world = World(
-        spec=make_spec(steps=plan["steps"], interval=plan["interval"]),  # type: ignore[arg-type]
-        metric=metric,
-        start=T0,
-        replicas=plan["replicas"],  # type: ignore[arg-type]
-        ready_delay=plan["ready_delay"],  # type: ignore[arg-type]
-    )
-    world.stable.max_unavailable, world.stable.max_surge = plan["strategy"]  # type: ignore[misc]
-    return world
-
-
 def _drive(plan: dict[str, object], *, when_woken: bool) -> tuple[Timeline, int, World]:
     """Decide on every tick, or only when woken: by a deadline, a Deployment change, or a move."""
-    world, tick = _world(plan), plan["tick"]
+    world, tick = world_for(plan), plan["tick"]
     assert isinstance(tick, timedelta)
     timeline: Timeline = []
     decisions, due, seen, moved = 0, T0, None, True

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource
 from controller.api.spec import CanaryReleaseSpec
 from controller.replay.world import Pod, SimDeployment, SimulatedWorld
 
-__all__ = ["Pod", "SimDeployment", "World", "breaking_at", "healthy", "make_spec"]
+__all__ = [
+    "Pod",
+    "SimDeployment",
+    "World",
+    "breaking_at",
+    "healthy",
+    "make_spec",
+    "metric_for",
+    "run_ticks",
+]
 
 MetricFn = Callable[[str, str, datetime], float | None]
 
@@ -86,3 +95,23 @@ def breaking_at(when: datetime, value: float = 0.2) -> MetricFn:
         return value if track == "canary" and now >= when else 0.01
 
     return metric
+
+
+def metric_for(breach_minute: object, start: datetime) -> MetricFn:
+    """A property-test plan's metric: healthy, or breaking `breach_minute` minutes in."""
+    if breach_minute is None:
+        return healthy
+    assert isinstance(breach_minute, int)
+    return breaking_at(start + timedelta(minutes=breach_minute))
+
+
+def run_ticks(
+    world: SimulatedWorld, span: timedelta, tick: object, lost_ticks: object = frozenset()
+) -> None:
+    """Tick `world` every `tick` for `span`, losing the actions of the ticks in `lost_ticks`."""
+    assert isinstance(tick, timedelta) and isinstance(lost_ticks, set | frozenset)
+    now, index = world.start, 0
+    while now <= world.start + span:
+        world.tick(now, lose_actions=index in lost_ticks)
+        now += tick
+        index += 1
