@@ -23,7 +23,7 @@ from typing import Any
 
 from controller.adapters.routers.applying import HTTP_ROUTE, Objects, apply_body
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import RouterBase, ServiceChecks
+from controller.adapters.routers.services import RouterBase, ServiceChecks, merged
 from controller.api.traffic import HeaderRoute, RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -191,20 +191,9 @@ class GatewayAPIRouter(RouterBase):
         live, rules = self._read()
         if live is None:
             raise LookupError(f"HTTPRoute {self.name} not found")
-        now_weight, now_header = self._state(rules)
-        new_weight = (now_weight or 0) if weight is None else weight
-        new_header = now_header if header is None else header
+        new_weight, new_header = merged(self._state(rules), weight, header)
         if new_weight > 0 or new_header:
             self.services.ensure_canary_service()
         applied = self.objects.apply(HTTP_ROUTE, self._body(live, rules, new_weight, new_header))
         result = self._state(list((applied.get("spec") or {}).get("rules") or []))
         return result[0] or 0, result[1]
-
-    def set_weight(self, weight: int) -> int:
-        return self._apply(weight, None)[0]
-
-    def set_header_route(self, enabled: bool) -> bool:
-        return self._apply(None, enabled)[1]
-
-    def reset(self) -> None:
-        self._apply(0, False)

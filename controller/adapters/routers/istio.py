@@ -29,7 +29,12 @@ from controller.adapters.routers.applying import (
     apply_body,
 )
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import RouterBase, ServiceChecks, selector_problem
+from controller.adapters.routers.services import (
+    RouterBase,
+    ServiceChecks,
+    merged,
+    selector_problem,
+)
 from controller.api.traffic import HeaderRoute, RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -247,21 +252,10 @@ class IstioRouter(RouterBase):
         live, routes = self._read()
         if live is None:
             raise LookupError(f"VirtualService {self.name} not found")
-        now_weight, now_header = self._state(routes)
-        new_weight = (now_weight or 0) if weight is None else weight
-        new_header = now_header if header is None else header
+        new_weight, new_header = merged(self._state(routes), weight, header)
         if self.dests.subsets is None and (new_weight > 0 or new_header):
             self.services.ensure_canary_service()
         body = self._body(live, routes, new_weight, new_header)
         applied = self.objects.apply(VIRTUAL_SERVICE, body)
         state = self._state(list((applied.get("spec") or {}).get("http") or []))
         return state[0] or 0, state[1]
-
-    def set_weight(self, weight: int) -> int:
-        return self._apply(weight, None)[0]
-
-    def set_header_route(self, enabled: bool) -> bool:
-        return self._apply(None, enabled)[1]
-
-    def reset(self) -> None:
-        self._apply(0, False)

@@ -20,7 +20,7 @@ from typing import Any
 from controller.adapters.kubernetes import RELEASE_LABEL
 from controller.adapters.routers.applying import INGRESS, Objects, apply_body, owner_reference
 from controller.adapters.routers.protocol import RouteIntent
-from controller.adapters.routers.services import RouterBase, ServiceChecks
+from controller.adapters.routers.services import RouterBase, ServiceChecks, merged
 from controller.api.traffic import RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
@@ -138,18 +138,11 @@ class NginxRouter(RouterBase):
         if stable is None or problem is not None:
             raise LookupError(problem)
         now = observed_state(self.objects.get(INGRESS, self.namespace, self.name), self.prefix)
-        new_weight = now[0] if weight is None else weight
-        new_header = now[1] if header is None else header
+        new_weight, new_header = merged(now, weight, header)
         if new_weight > 0 or new_header:
             self.services.ensure_canary_service()
         applied = self.objects.apply(INGRESS, self._body(stable, new_weight, new_header))
         return observed_state(applied, self.prefix)
-
-    def set_weight(self, weight: int) -> int:
-        return self._apply(weight, None)[0]
-
-    def set_header_route(self, enabled: bool) -> bool:
-        return self._apply(None, enabled)[1]
 
     def reset(self) -> None:
         if self.objects.get(INGRESS, self.namespace, self.name) is None:

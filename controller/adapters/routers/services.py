@@ -108,7 +108,11 @@ class ServiceChecks:
 
 
 class RouterBase:
-    """What every router holds: the object store, the release and its routing spec."""
+    """What every router holds and does: the release's routing, and one read-merge-apply.
+
+    A router says how to read its object's current (weight, header route) and
+    how to apply a new pair (`_apply`); changing one of the two keeps the other.
+    """
 
     def __init__(
         self,
@@ -120,3 +124,23 @@ class RouterBase:
         self.objects, self.release, self.routing = objects, release, routing
         self.services = services
         self.namespace: str = release["metadata"]["namespace"]
+
+    def _apply(self, weight: int | None, header: bool | None) -> tuple[int, bool]:
+        """Apply `weight` and `header` (None: keep the live value); the state as applied."""
+        raise NotImplementedError
+
+    def set_weight(self, weight: int) -> int:
+        return self._apply(weight, None)[0]
+
+    def set_header_route(self, enabled: bool) -> bool:
+        return self._apply(None, enabled)[1]
+
+    def reset(self) -> None:
+        self._apply(0, False)
+
+
+def merged(
+    live: tuple[int | None, bool], weight: int | None, header: bool | None
+) -> tuple[int, bool]:
+    """The pair to apply: each requested value, or the live one where none was requested."""
+    return (live[0] or 0) if weight is None else weight, live[1] if header is None else header
