@@ -118,3 +118,58 @@ def test_measure_renders_both_tracks_over_the_step_window(history: PrometheusSer
     assert result.canary == pytest.approx(0.2, rel=1e-6)
     assert result.stable == pytest.approx(0.005, rel=1e-6)
     assert result.error is None and not result.unreachable
+
+
+class _Throttling:
+    """In front of the real Prometheus: answers 429 with Retry-After to the first query."""
+
+    def __init__(self, upstream: str, retry_after: str) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        state = {"refused": 0}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if state["refused"] == 0:
+                    state["refused"] += 1
+                    body = b'{"status":"error","error":"too many requests"}'
+                    self.send_response(429)
+                    self.send_header("Retry-After", retry_after)
+                else:
+                    with urllib.request.urlopen(upstream + self.path, timeout=10) as r:
+                        body = r.read()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_retry_after_from_prometheus_holds_every_query(history: PrometheusServer) -> None:
+    from controller.adapters.ratelimit import RateLimiter
+
+    slept: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(0.0, 1, clock=lambda: clock[0], sleep=sleep)
+    proxy = _Throttling(history.url, retry_after="7")
+    try:
+        source = PrometheusSource(proxy.url, limiter=limiter)
+        value = source.query("vector(1)", datetime.now(UTC))
+    finally:
+        proxy.server.shutdown()
+    assert value == 1.0  # answered on the retry
+    assert 7.0 in slept  # and the retry waited as long as Prometheus asked
