@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN = $(shell hack/build-binaries.sh)
 
-.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds bench-judge \
+.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds bench-judge bench-scale \
 	helm-lint manifests
 
 help:
@@ -41,6 +41,11 @@ cluster-down: $(VENV)/.installed ## Stop the local control plane; leaves no proc
 
 kubeconfig: $(VENV)/.installed ## Print the local cluster's kubeconfig path
 	@$(PY) -m devenv.cluster kubeconfig
+
+bench-scale: setup binaries ## Scale benchmark: 10 to 1,000 releases, faults, 1-hour churn (bench/results/scale.json)
+	$(PY) -m bench.scale.run --sizes 10 100 500 1000 --profile
+	$(PY) -m bench.scale.run --sizes 500 --faults
+	$(PY) -m bench.scale.run --sizes 100 --churn-minutes 60
 
 bench-judge: setup ## Judge benchmark: sequential vs threshold gates (writes bench/results/judge*.json)
 	$(PY) -m bench.judge --markdown
