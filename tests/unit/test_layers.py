@@ -57,3 +57,16 @@ def test_the_check_sees_imports() -> None:
     """Guard against a vacuous pass: the runtime does import the adapters."""
     names = _imports(ROOT / "runtime" / "reconcile.py")
     assert "controller.adapters.ports" in names
+
+
+def test_the_running_controller_does_not_load_scipy_stats() -> None:
+    """scipy.stats alone is ~45 MiB resident; the controller needs only scipy.special."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, controller.runtime.handlers, controller.auditlog.detection, "
+        "controller.judge; print('scipy.stats' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
