@@ -26,6 +26,8 @@ class FaultyPrometheus:
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Prometheus itself does
+
             def do_GET(self) -> None:
                 proxy.forward(self)
 
