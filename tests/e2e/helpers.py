@@ -32,6 +32,22 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def healthy_traffic(traffic: Any, namespace: str, app: str = "payments") -> None:
+    """Both tracks at 50 requests/s with 0.2% errors: what a good release looks like."""
+    for track in ("stable", "canary"):
+        traffic.set_rate(namespace, app, track, rps=50, error_ratio=0.002)
+
+
+def adopted(releases: Releases, body: dict[str, Any], replicas: int, start: Callable[[], T]) -> T:
+    """The target Deployment (at the release's tag), the release, then `start()`; once Idle."""
+    name, spec = body["metadata"]["name"], body["spec"]["release"]
+    releases.create_deployment(name, replicas, spec["image"].replace("{tag}", spec["tag"]))
+    releases.create(body)
+    started = start()
+    releases.wait_phase(name, "Idle", timeout=30)
+    return started
+
+
 def deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
     labels = {"app": name}
     return {

@@ -22,7 +22,7 @@ from devenv.postgres import free_port
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import CapacityWatch, Releases, release, wait_for
+from tests.e2e.helpers import CapacityWatch, Releases, healthy_traffic, release, wait_for
 
 IMAGE = "registry.example.com/payments:{}"
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -35,11 +35,6 @@ AUDIT_LOG = {
         "connectTimeout": "2s",
     }
 }
-
-
-def _healthy_traffic(traffic: TrafficSimulator, namespace: str) -> None:
-    traffic.set_rate(namespace, "payments", "stable", rps=50, error_ratio=0.002)
-    traffic.set_rate(namespace, "payments", "canary", rps=50, error_ratio=0.002)
 
 
 def _audit_table(dsn: str) -> None:
@@ -93,7 +88,7 @@ def test_audit_log_anomaly_in_the_canary_window_rolls_back_naming_the_action(
     prometheus: PrometheusServer,
     database: str,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
+    healthy_traffic(traffic, namespace)
     _audit_table(database)
     _secret(releases, database)
     releases.create_deployment("payments", 10, IMAGE.format("v1"))
@@ -139,7 +134,7 @@ def test_audit_database_down_holds_without_rolling_back_then_carries_on(
     prometheus: PrometheusServer,
     database: str,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
+    healthy_traffic(traffic, namespace)
     _audit_table(database)
     _secret(releases, f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
     releases.create_deployment("payments", 4, IMAGE.format("v1"))
@@ -176,7 +171,7 @@ def test_breach_after_promotion_rolls_back_to_the_previous_tag(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
+    healthy_traffic(traffic, namespace)
     releases.create_deployment("payments", 4, IMAGE.format("v1"))
     steps = [{"setWeight": 25}, {"pause": {"duration": "5s"}}, {"setWeight": 100}]
     body = release("payments", "v1", prometheus.url, steps=steps)

@@ -11,14 +11,16 @@ from kubernetes.client.exceptions import ApiException
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import CapacityWatch, Releases, release, wait_for
+from tests.e2e.helpers import (
+    CapacityWatch,
+    Releases,
+    adopted,
+    healthy_traffic,
+    release,
+    wait_for,
+)
 
 IMAGE = "registry.example.com/payments:{}"
-
-
-def _healthy_traffic(traffic: TrafficSimulator, namespace: str, app: str = "payments") -> None:
-    traffic.set_rate(namespace, app, "stable", rps=50, error_ratio=0.002)
-    traffic.set_rate(namespace, app, "canary", rps=50, error_ratio=0.002)
 
 
 def _image_of(releases: Releases, name: str) -> str:
@@ -35,12 +37,10 @@ def test_healthy_release_goes_from_ten_percent_to_full(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
-    releases.create_deployment("payments", 10, IMAGE.format("v1"))
-    releases.create(release("payments", "v1", prometheus.url))
-    controller(namespace)
-    status = releases.wait_phase("payments", "Idle", timeout=30)
-    assert status["stableTag"] == "v1"
+    healthy_traffic(traffic, namespace)
+    body = release("payments", "v1", prometheus.url)
+    adopted(releases, body, 10, lambda: controller(namespace))
+    assert releases.status("payments")["stableTag"] == "v1"
 
     with CapacityWatch(releases, "payments") as capacity:
         releases.set_tag("payments", "v2")
@@ -74,17 +74,10 @@ def test_error_regression_rolls_back_and_says_why(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
-    releases.create_deployment("payments", 10, IMAGE.format("v1"))
-    body = release(
-        "payments",
-        "v1",
-        prometheus.url,
-        steps=[{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 100}],
-    )
-    releases.create(body)
-    controller(namespace)
-    releases.wait_phase("payments", "Idle", timeout=30)
+    healthy_traffic(traffic, namespace)
+    steps = [{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
+    body = release("payments", "v1", prometheus.url, steps=steps)
+    adopted(releases, body, 10, lambda: controller(namespace))
     with CapacityWatch(releases, "payments") as capacity:
         releases.set_tag("payments", "v2")
         releases.wait_phase("payments", "Paused", timeout=60)
@@ -119,12 +112,10 @@ def test_killed_during_pause_resumes_the_same_step(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _healthy_traffic(traffic, namespace)
-    releases.create_deployment("payments", 4, IMAGE.format("v1"))
+    healthy_traffic(traffic, namespace)
     steps = [{"setWeight": 25}, {"pause": {"duration": "25s"}}, {"setWeight": 100}]
-    releases.create(release("payments", "v1", prometheus.url, steps=steps))
-    first = controller(namespace)
-    releases.wait_phase("payments", "Idle", timeout=30)
+    body = release("payments", "v1", prometheus.url, steps=steps)
+    first = adopted(releases, body, 4, lambda: controller(namespace))
     releases.set_tag("payments", "v2")
     paused = releases.wait_phase("payments", "Paused", timeout=60)
     started = paused["stepStartedAt"]
@@ -150,7 +141,7 @@ def test_prometheus_down_holds_then_carries_on(
     traffic: TrafficSimulator,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    _healthy_traffic(traffic, namespace)
+    healthy_traffic(traffic, namespace)
     own = PrometheusServer.start(tmp_path / "prom")
     own.add_target(traffic.address, {"source": "traffic-simulator"})
     own.wait_for_target(traffic.address)
@@ -242,8 +233,8 @@ def test_two_namespaces_progress_independently(
     try:
         wait_for(lambda: core.read_namespaced_service_account("default", other), 30, "SA")
         good, bad = Releases(k8s, namespace), Releases(k8s, other)
-        _healthy_traffic(traffic, namespace)
-        _healthy_traffic(traffic, other)
+        healthy_traffic(traffic, namespace)
+        healthy_traffic(traffic, other)
         traffic.set_rate(other, "payments", "canary", rps=50, error_ratio=0.5)
         for rel in (good, bad):
             rel.create_deployment("payments", 4, IMAGE.format("v1"))

@@ -21,7 +21,7 @@ from devenv.cluster import LocalCluster
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import CapacityWatch, Releases, release, wait_for
+from tests.e2e.helpers import CapacityWatch, Releases, healthy_traffic, release, wait_for
 
 IMAGE = "registry.example.com/payments:{}"
 LONG_PAUSE = [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
@@ -51,11 +51,6 @@ def cli(cluster: LocalCluster, namespace: str, capsys: pytest.CaptureFixture[str
     return Cli(cluster, namespace, capsys)
 
 
-def _healthy(traffic: TrafficSimulator, namespace: str) -> None:
-    for track in ("stable", "canary"):
-        traffic.set_rate(namespace, "payments", track, rps=50, error_ratio=0.002)
-
-
 def _image(releases: Releases) -> str:
     dep = releases.deployment("payments")
     assert dep is not None
@@ -70,7 +65,7 @@ def test_status_list_promote_history_and_quick_rollback(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _healthy(traffic, namespace)
+    healthy_traffic(traffic, namespace)
     releases.create_deployment("payments", 4, IMAGE.format("v1"))
     releases.create(release("payments", "v1", prometheus.url, steps=LONG_PAUSE, interval="1s"))
     controller(namespace)

@@ -14,15 +14,9 @@ import requests
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import CapacityWatch, Releases, release
+from tests.e2e.helpers import CapacityWatch, Releases, adopted, healthy_traffic, release
 
-IMAGE = "registry.example.com/payments:{}"
 NO_POLLING = {"CANARY_RECONCILE_INTERVAL": "3600", "CANARY_RESYNC_INTERVAL": "3600"}
-
-
-def _traffic(traffic: TrafficSimulator, namespace: str) -> None:
-    for track in ("stable", "canary"):
-        traffic.set_rate(namespace, "payments", track, rps=50, error_ratio=0.002)
 
 
 def test_a_canary_is_promoted_on_watches_and_deadlines_alone(
@@ -32,11 +26,9 @@ def test_a_canary_is_promoted_on_watches_and_deadlines_alone(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _traffic(traffic, namespace)
-    releases.create_deployment("payments", 10, IMAGE.format("v1"))
-    releases.create(release("payments", "v1", prometheus.url))
-    proc = controller(namespace, **NO_POLLING)
-    releases.wait_phase("payments", "Idle", timeout=30)
+    healthy_traffic(traffic, namespace)
+    body = release("payments", "v1", prometheus.url)
+    proc = adopted(releases, body, 10, lambda: controller(namespace, **NO_POLLING))
     with CapacityWatch(releases, "payments") as capacity:
         releases.set_tag("payments", "v2")
         releases.wait_phase("payments", "Paused", timeout=60)  # canary pods Ready: a watch
@@ -78,12 +70,10 @@ def test_a_breach_rolls_back_at_the_next_analysis_deadline(
     traffic: TrafficSimulator,
     prometheus: PrometheusServer,
 ) -> None:
-    _traffic(traffic, namespace)
-    releases.create_deployment("payments", 4, IMAGE.format("v1"))
+    healthy_traffic(traffic, namespace)
     steps = [{"setWeight": 25}, {"pause": {"duration": "30m"}}, {"setWeight": 100}]
-    releases.create(release("payments", "v1", prometheus.url, steps=steps))
-    controller(namespace, **NO_POLLING)
-    releases.wait_phase("payments", "Idle", timeout=30)
+    body = release("payments", "v1", prometheus.url, steps=steps)
+    adopted(releases, body, 4, lambda: controller(namespace, **NO_POLLING))
     releases.set_tag("payments", "v2")
     releases.wait_phase("payments", "Paused", timeout=60)
     traffic.set_rate(namespace, "payments", "canary", rps=50, error_ratio=0.4)
