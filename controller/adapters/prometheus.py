@@ -54,6 +54,11 @@ class PrometheusSource:
         self._limiter = limiter
         session = requests.Session()
         session.verify = False  # as disable_ssl=True does for the client's own session
+        # The environment (proxy variables) is read once here; with trust_env on,
+        # requests would also look for ~/.netrc on every query, which profiled
+        # at 8% of the controller's time with 1,000 releases.
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(self.address))
         session.hooks["response"].append(self._note_retry_after)
         self._client = PrometheusConnect(
             url=self.address,
