@@ -116,7 +116,7 @@ class StatusWatcher(threading.Thread):
             )
             try:
                 self._consume(stream)
-            except ApiException:  # e.g. 504 "too large resource version": list again
+            except Exception:  # 410/504, or the apiserver restarting: list again
                 time.sleep(1)
 
     def _consume(self, stream: Any) -> None:
