@@ -200,7 +200,7 @@ def release(name: str, prometheus_url: str, pause: str) -> dict[str, Any]:
 
 CONTROLLER_ENV = {
     "CANARY_RECONCILE_INTERVAL": "10",
-    "CANARY_WORKERS": "4",
+    "CANARY_WORKERS": "16",
     "CANARY_PROMETHEUS_QPS": "100",
     "CANARY_PROMETHEUS_BURST": "100",
 }

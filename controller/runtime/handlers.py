@@ -43,6 +43,7 @@ from controller.runtime.workqueue import WakeQueue, Workers
 log = structlog.get_logger("controller.handlers")
 CONFLICT_ATTEMPTS = 3
 MIN_DELAY_S = 1.0  # a deadline already passed is served now, but never in a tight loop
+EVENT_HEAD_START_S = 10.0  # a change is served before deadline work less than this late
 
 releases = ReleaseStore()
 queue: WakeQueue[ReleaseKey] = WakeQueue()
@@ -158,7 +159,7 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
         queue.forget(key)
         metrics.forget_release(*key)
     elif releases.put(body):  # not the echo of our own status write
-        queue.wake(key)
+        queue.wake(key, head_start=EVENT_HEAD_START_S)
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -166,9 +167,9 @@ async def deployment_changed(
     namespace: str | None, name: str, labels: kopf.Labels, **_: Any
 ) -> None:
     for key in releases_for_deployment(releases, namespace or "", name, labels):
-        queue.wake(key)
+        queue.wake(key, head_start=EVENT_HEAD_START_S)
 
 
 @kopf.on.event("v1", "pods", labels={TRACK_LABEL: "canary", RELEASE_LABEL: kopf.PRESENT})
 async def canary_pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    queue.wake((namespace or "", labels[RELEASE_LABEL]))
+    queue.wake((namespace or "", labels[RELEASE_LABEL]), head_start=EVENT_HEAD_START_S)

@@ -16,9 +16,9 @@ PROMETHEUS_TIMEOUT_S = int(_float("CANARY_PROMETHEUS_TIMEOUT", 5.0))
 # change; `RECONCILE_INTERVAL` also polls the phases that wait on objects no
 # watch covers, and `RESYNC_INTERVAL` is the safety net for everything else.
 RESYNC_INTERVAL_S = _float("CANARY_RESYNC_INTERVAL", 300.0)
-WORKERS = int(_float("CANARY_WORKERS", 4))
+WORKERS = int(_float("CANARY_WORKERS", 16))
 # Process-wide request budgets; 0 means unlimited.
 PROMETHEUS_QPS = _float("CANARY_PROMETHEUS_QPS", 20.0)
 PROMETHEUS_BURST = int(_float("CANARY_PROMETHEUS_BURST", 40))
-KUBE_QPS = _float("CANARY_KUBE_QPS", 50.0)
-KUBE_BURST = int(_float("CANARY_KUBE_BURST", 100))
+KUBE_QPS = _float("CANARY_KUBE_QPS", 100.0)
+KUBE_BURST = int(_float("CANARY_KUBE_BURST", 200))

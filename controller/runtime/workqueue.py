@@ -40,13 +40,21 @@ class WakeQueue(Generic[K]):
         self._due: dict[K, float] = {}
         self._running: set[K] = set()
         self._again: dict[K, float] = {}  # woken while running: served after `done`
+        self._head: dict[K, float] = {}  # head starts given, so lateness is reported truly
         self._order = itertools.count()
         self._closed = False
 
-    def wake(self, key: K, at: float | None = None) -> None:
-        """Reconcile `key` no later than `at` (monotonic seconds; now when None)."""
-        at = self._clock() if at is None else at
+    def wake(self, key: K, at: float | None = None, *, head_start: float = 0.0) -> None:
+        """Reconcile `key` no later than `at` (monotonic seconds; now when None).
+
+        `head_start` puts it ahead of work that is less than that late: a watch
+        event (someone changed something) before a deadline that can wait a
+        little, when the workers are saturated.
+        """
+        at = (self._clock() if at is None else at) - head_start
         with self._cond:
+            if head_start:
+                self._head[key] = head_start
             if key in self._running:
                 self._again[key] = min(self._again.get(key, math.inf), at)
                 return
@@ -72,7 +80,7 @@ class WakeQueue(Generic[K]):
                     at, _, key = heapq.heappop(self._heap)
                     del self._due[key]
                     self._running.add(key)
-                    return key, now - at
+                    return key, max(0.0, now - at - self._head.pop(key, 0.0))
                 waits = [w for w in (self._next_in(now), _left(give_up, now)) if w is not None]
                 if give_up is not None and now >= give_up:
                     return None
@@ -96,6 +104,7 @@ class WakeQueue(Generic[K]):
         with self._cond:
             self._due.pop(key, None)
             self._again.pop(key, None)
+            self._head.pop(key, None)
 
     def close(self) -> None:
         with self._cond:

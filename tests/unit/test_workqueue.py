@@ -147,3 +147,18 @@ def test_one_key_is_never_reconciled_concurrently() -> None:
         workers.stop()
     assert overlaps == []
     assert 1 <= len(calls) < 50  # wakes that arrived while it ran were merged
+
+
+def test_a_change_is_served_before_deadline_work_that_can_wait() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    queue.wake("deadline", at=95.0)  # 5 s late already
+    queue.wake("changed", head_start=10.0)  # a watch event, now
+    assert queue.take(timeout=0) == ("changed", 0.0)  # its lateness is its own, not the head start
+    assert queue.take(timeout=0) == ("deadline", 5.0)
+    queue.done("changed", None)
+    queue.done("deadline", None)
+    queue.wake("very-late", at=80.0)
+    queue.wake("changed", head_start=10.0)
+    assert queue.take(timeout=0) == ("very-late", 20.0)  # 20 s late beats a 10 s head start
+    assert queue.take(timeout=0) == ("changed", 0.0)
