@@ -336,6 +336,11 @@ def canary_round(
     bulk = [watcher.seen[(nm, "canaryTag", "v2")] - patched[nm] for nm in names]
     wait("all Paused", lambda: watcher.count("Paused") == n, 900)
 
+    if faults:  # the fault run measures outcomes; its steady figures would repeat the size runs
+        return {
+            **inject_faults(cluster, proxy),
+            **breach_and_outcomes(prometheus, traffic, custom, ns, names, watcher, faults=True),
+        }
     # steady state: everyone paused in analysis
     metrics_url = proc.metrics_url
     t0, api0, q0 = (
@@ -372,18 +377,49 @@ def canary_round(
         latencies.append(watcher.seen[(name, "lastCommand", command)] - sent)
         time.sleep(0.2)
 
-    fault_log: dict[str, float] = {}
-    if faults:
-        fault_log["apiserver_restart_s"] = round(cluster.restart_apiserver(), 1)
-        time.sleep(30)
-        proxy.mode = "slow"
-        time.sleep(120)
-        proxy.mode = "down"
-        time.sleep(120)
-        proxy.mode = "pass"
-        time.sleep(INTERVAL_S + 10)
+    minutes = (steady[-1][0] - steady[0][0]) / 60 if len(steady) > 1 else 1
+    return {
+        "start_all_p50_s": round(percentile(bulk, 0.5) or 0, 2),
+        "start_all_p99_s": round(percentile(bulk, 0.99) or 0, 2),
+        "rss_steady_mib": round(statistics.median(s[1] for s in steady), 1),
+        "cpu_s_per_min": round((steady[-1][2] - steady[0][2]) / minutes, 2),
+        "reconcile_p50_s": round(percentile(latencies, 0.5) or 0, 2),
+        "reconcile_p99_s": round(percentile(latencies, 0.99) or 0, 2),
+        "apiserver_rps": round((api1 - api0) / (t1 - t0), 2),
+        "prometheus_qps": round((q1 - q0) / (t1 - t0), 2),
+        **breach_and_outcomes(prometheus, traffic, custom, ns, names, watcher, faults=False),
+    }
 
-    # breach: an error spike in 10 canaries (or all when fewer)
+
+def inject_faults(cluster: LocalCluster, proxy: FaultyPrometheus) -> dict[str, Any]:
+    """The apiserver restarted, then Prometheus slow (5 s answers), then unreachable."""
+    restart_s = cluster.restart_apiserver()
+    time.sleep(30)
+    proxy.mode = "slow"
+    time.sleep(120)
+    proxy.mode = "down"
+    time.sleep(120)
+    proxy.mode = "pass"
+    time.sleep(INTERVAL_S + 10)
+    return {
+        "apiserver_restart_s": round(restart_s, 1),
+        "prometheus_slow_s": 120,
+        "prometheus_down_s": 120,
+    }
+
+
+def breach_and_outcomes(
+    prometheus: PrometheusServer,
+    traffic: TrafficSimulator,
+    custom: client.CustomObjectsApi,
+    ns: str,
+    names: list[str],
+    watcher: StatusWatcher,
+    *,
+    faults: bool,
+) -> dict[str, Any]:
+    """An error spike in 10 canaries (or all when fewer); every release's outcome."""
+    n = len(names)
     victims = names[: min(10, n)]
     step_started = {
         v: datetime.fromisoformat(
@@ -415,20 +451,10 @@ def canary_round(
         if watcher.phases.get(nm) != ("RolledBack" if nm in victims else "Succeeded")
         or (nm not in victims and (nm, "phase", "RolledBack") in watcher.seen)
     )
-    minutes = (steady[-1][0] - steady[0][0]) / 60 if len(steady) > 1 else 1
     return {
         "faults": faults,
-        **fault_log,
         "outcomes_as_expected": not wrong,
         "wrong_outcomes": wrong[:20],
-        "start_all_p50_s": round(percentile(bulk, 0.5) or 0, 2),
-        "start_all_p99_s": round(percentile(bulk, 0.99) or 0, 2),
-        "rss_steady_mib": round(statistics.median(s[1] for s in steady), 1),
-        "cpu_s_per_min": round((steady[-1][2] - steady[0][2]) / minutes, 2),
-        "reconcile_p50_s": round(percentile(latencies, 0.5) or 0, 2),
-        "reconcile_p99_s": round(percentile(latencies, 0.99) or 0, 2),
-        "apiserver_rps": round((api1 - api0) / (t1 - t0), 2),
-        "prometheus_qps": round((q1 - q0) / (t1 - t0), 2),
         "spike_to_rollback_p50_s": round(percentile(breach, 0.5) or 0, 1),
         "spike_to_rollback_p99_s": round(percentile(breach, 0.99) or 0, 1),
         "breach_to_rollback_p50_s": round(percentile(visible, 0.5) or 0, 1),
