@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import requests
 
+from bench.scale.run import metric_total
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
@@ -38,29 +39,15 @@ def test_a_canary_is_promoted_on_watches_and_deadlines_alone(
     looks = [m for m in done["metrics"] if m["name"] == "error-rate"]
     assert looks and looks[0]["verdict"] == "pass"  # analysed on its 2 s deadlines
     text = requests.get(f"{proc.metrics_url}/metrics", timeout=10).text
-    reconciles = _sum(text, "canary_reconcile_duration_seconds_count")
-    deployment_gets = _sum(text, "canary_kubernetes_api_requests_total", "GET", "deployments")
-    release_gets = _sum(text, "canary_kubernetes_api_requests_total", "GET", "canaryreleases")
+    requests_total = "canary_kubernetes_api_requests_total"
+    reconciles = metric_total(text, "canary_reconcile_duration_seconds_count")
+    deployment_gets = metric_total(text, requests_total, 'method="GET",resource="deployments"')
+    release_gets = metric_total(text, requests_total, 'method="GET",resource="canaryreleases"')
     # Reading per reconcile would mean two Deployment GETs each; from the watches,
     # a Deployment is read only just before it is patched, the release only after a 409.
     assert reconciles >= 5
     assert deployment_gets < reconciles / 2, (deployment_gets, reconciles)
     assert release_gets <= 2
-
-
-def _sum(text: str, name: str, method: str = "", resource: str = "") -> float:
-    """A metric summed over its series, optionally only one method and resource."""
-    total = 0.0
-    for line in text.splitlines():
-        series, _, value = line.rpartition(" ")
-        if series.split("{")[0] != name:
-            continue
-        if method and f'method="{method}"' not in series:
-            continue
-        if resource and f'resource="{resource}"' not in series:
-            continue
-        total += float(value)
-    return total
 
 
 def test_a_breach_rolls_back_at_the_next_analysis_deadline(
