@@ -105,21 +105,71 @@ def _overview(view: View) -> Table:
     return grid
 
 
-def _metrics(metrics: list[View]) -> Table:
-    table = Table(title="metrics", title_justify="left", header_style="bold", expand=False)
-    for column in ("metric", "canary", "stable", "bound", "verdict", "trend", "reason"):
+def _metrics(metrics: list[View], title: str = "metrics") -> Table:
+    """One row per metric; an `evidence` column only when some metric is judged sequentially."""
+    sequential = any(m["evidence"] for m in metrics)
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False)
+    columns = ["metric", "canary", "stable", "bound", "verdict", "trend"]
+    columns += ["evidence (e-value/needed)"] if sequential else []
+    for column in [*columns, "reason"]:
         table.add_column(column, overflow="fold")
     for m in metrics:
-        table.add_row(
+        cells: list[RenderableType] = [
             m["name"],
             _value(m["canary"]),
             _value(m["stable"]),
             m["bound"] or "-",
             _styled(m["verdict"], VERDICT_STYLE),
             m["sparkline"] or "",
-            m["reason"] or "",
-        )
+        ]
+        if sequential:
+            cells.append(m["evidence"]["progress"] if m["evidence"] else "-")
+        table.add_row(*cells, m["reason"] or "")
     return table
+
+
+def _audit_log(audit: View) -> list[RenderableType]:
+    head = Text("audit log ", style="bold")
+    head.append_text(_styled(audit["verdict"], VERDICT_STYLE))
+    comparison = audit["comparison"] or "no comparison yet"
+    head.append(f"  {comparison}, {audit['actionsTested']} actions tested")
+    if audit["baselineDays"]:
+        head.append(f", baseline {audit['baselineDays']} days")
+    if audit["unreachableSince"]:
+        head.append(f"  unreachable since {audit['unreachableSince']}", style="yellow")
+    parts: list[RenderableType] = [head, Text(audit["reason"])]
+    if audit["anomalies"]:
+        table = Table(title="audit-log anomalies", title_justify="left", header_style="bold")
+        for column in ("action", "kind", "count", "expected", "ratio", "p", "actors"):
+            table.add_column(column, overflow="fold")
+        for a in audit["anomalies"]:
+            action = Text(a["action"], style="bold red" if a["sensitive"] else "")
+            if a["sensitive"]:
+                action.append(" (sensitive)")
+            table.add_row(
+                action,
+                a["kind"],
+                _value(a["count"]),
+                _value(a["expected"]),
+                _value(a["ratio"]),
+                _value(a["pValue"]),
+                _value(a["actors"]),
+            )
+        parts.append(table)
+    return parts
+
+
+def _post_promotion(watch: View) -> list[RenderableType]:
+    head = Text("after promotion ", style="bold")
+    style = {"Watching": "cyan", "Passed": "green", "RolledBack": "bold red", "Breached": "red"}
+    head.append(watch["state"], style=style.get(watch["state"], ""))
+    head.append(f"  since {watch['startedAt']}, until {watch['until']}")
+    if watch["secondsLeft"] is not None:
+        head.append(f" ({seconds_text(watch['secondsLeft'])} left)")
+    parts: list[RenderableType] = [head]
+    if watch["metrics"]:
+        parts.append(_metrics(watch["metrics"], title="metrics after promotion"))
+    return parts
 
 
 def _gates(gates: View) -> list[RenderableType]:
@@ -172,6 +222,10 @@ def status_panel(view: View) -> Group:
         parts.append(_rollback(view["rollback"]))
     if view["metrics"]:
         parts.append(_metrics(view["metrics"]))
+    if view["auditLog"]:
+        parts += _audit_log(view["auditLog"])
+    if view["postPromotion"]:
+        parts += _post_promotion(view["postPromotion"])
     if view["gates"]:
         parts += _gates(view["gates"])
     for condition in view["conditions"]:

@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.api.auditlog import AuditLogStatus
 from controller.api.durations import format_duration
 from controller.api.spec import CanaryReleaseSpec, Metric
-from controller.api.status import CanaryReleaseStatus, MetricResult
+from controller.api.status import CanaryReleaseStatus, Evidence, MetricResult, PostPromotionStatus
 from controller.engine.summary import describe_step
 
 View = dict[str, Any]
@@ -98,8 +99,12 @@ def step_view(
 
 def metric_views(spec: CanaryReleaseSpec | None, status: CanaryReleaseStatus) -> list[View]:
     """Every metric of the spec with its latest result (also results the spec no longer has)."""
-    results = {r.name: r for r in status.metrics}
     metrics = spec.analysis.metrics if spec is not None and spec.analysis is not None else []
+    return _metric_views(metrics, status.metrics)
+
+
+def _metric_views(metrics: list[Metric], measured: list[MetricResult]) -> list[View]:
+    results = {r.name: r for r in measured}
     views = [_metric_view(m.name, bound_text(m), results.pop(m.name, None)) for m in metrics]
     views += [_metric_view(name, None, result) for name, result in results.items()]
     return views
@@ -117,6 +122,7 @@ def _metric_view(name: str, bound: str | None, result: MetricResult | None) -> V
             "measuredAt": None,
             "trend": [],
             "sparkline": "",
+            "evidence": None,
         }
     return {
         "name": name,
@@ -128,6 +134,73 @@ def _metric_view(name: str, bound: str | None, result: MetricResult | None) -> V
         "measuredAt": result.measured_at.isoformat(),
         "trend": list(result.trend),
         "sparkline": sparkline(list(result.trend)),
+        "evidence": evidence_view(result.evidence),
+    }
+
+
+TEST_LABELS = {"worse": "worse", "notWorse": "not worse", "above": "above", "below": "below"}
+
+
+def evidence_view(evidence: Evidence | None) -> View | None:
+    """How far each sequential test is from deciding: on-call's "how close is a rollback?".
+
+    A test decides when its e-value reaches `needed`; `progress` is that as
+    text, `worse 41/600`, for the table. The counts are over the whole release.
+    """
+    if evidence is None:
+        return None
+    tests = [{"test": t.test, "eValue": t.e_value, "needed": t.needed} for t in evidence.tests]
+    progress = [
+        f"{TEST_LABELS[t.test]} {_fmt_e(t.e_value)}/{_fmt_e(t.needed)}" for t in evidence.tests
+    ]
+    return {
+        "looks": evidence.looks,
+        "canaryEvents": evidence.counted_canary.events,
+        "canaryTotal": evidence.counted_canary.total,
+        "expectedCanaryEvents": evidence.expected_canary_events,
+        "tests": tests,
+        "progress": " · ".join(progress),
+    }
+
+
+def _fmt_e(value: float) -> str:
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def audit_log_view(audit: AuditLogStatus | None) -> View | None:
+    """The audit-log judgement with every anomaly it flagged: seen against expected."""
+    if audit is None:
+        return None
+    return {
+        "verdict": audit.verdict,
+        "reason": audit.reason,
+        "comparison": audit.comparison,
+        "measuredAt": audit.measured_at.isoformat(),
+        "windowStart": audit.window_start.isoformat() if audit.window_start else None,
+        "baselineDays": audit.baseline_days,
+        "actionsTested": audit.actions_tested,
+        "unreachableSince": (
+            audit.unreachable_since.isoformat() if audit.unreachable_since else None
+        ),
+        "anomalies": [a.model_dump(mode="json", by_alias=True) for a in audit.anomalies],
+    }
+
+
+def post_promotion_view(
+    spec: CanaryReleaseSpec | None, watch: PostPromotionStatus | None, now: datetime
+) -> View | None:
+    """The watch after promotion: its state, how long it still runs, and its metrics."""
+    if watch is None:
+        return None
+    metrics = spec.post_promotion.metrics if spec and spec.post_promotion else []
+    return {
+        "state": watch.state,
+        "startedAt": watch.started_at.isoformat(),
+        "until": watch.until.isoformat(),
+        "secondsLeft": (
+            max(0, int((watch.until - now).total_seconds())) if watch.state == "Watching" else None
+        ),
+        "metrics": _metric_views(metrics, watch.metrics),
     }
 
 
@@ -201,6 +274,8 @@ def status_view(release: dict[str, Any], now: datetime) -> View:
         "paused": status.paused_at is not None,
         "nextAnalysisInSeconds": next_analysis,
         "metrics": metric_views(spec, status),
+        "auditLog": audit_log_view(status.audit_log),
+        "postPromotion": post_promotion_view(spec, status.post_promotion, now),
         "gates": gate_views(release),
         "rollback": rollback_view(status),
         "conditions": [

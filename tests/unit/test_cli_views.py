@@ -166,6 +166,105 @@ def test_list_row() -> None:
     assert row["step"] == "2/3" and row["secondsLeft"] == 2400 and row["canaryTag"] == "v2"
 
 
+def test_sequential_evidence_says_how_close_each_test_is_to_deciding() -> None:
+    evidence = {
+        "windowStart": _at(-timedelta(minutes=20)),
+        "countedAt": _at(-timedelta(seconds=20)),
+        "countedCanary": {"events": 57, "total": 1200},
+        "expectedCanaryEvents": 26.6,
+        "looks": 40,
+        "tests": [
+            {"test": "worse", "eValue": 41.3, "needed": 600},
+            {"test": "notWorse", "eValue": 0.034, "needed": 100},
+        ],
+    }
+    metric = {**PAUSED["metrics"][0], "verdict": "inconclusive", "evidence": evidence}
+    view = status_view(_release({**PAUSED, "metrics": [metric]}), NOW)
+    shown = view["metrics"][0]["evidence"]
+    assert shown["progress"] == "worse 41/600 · not worse 0.034/100"
+    assert (shown["canaryEvents"], shown["expectedCanaryEvents"], shown["looks"]) == (57, 26.6, 40)
+    text = _render(view)
+    assert "evidence (e-value/needed)" in text and "worse 41/600" in text
+    # a release judged by thresholds only has no evidence column
+    assert "evidence" not in _render(status_view(_release(PAUSED), NOW))
+
+
+AUDIT = {
+    "verdict": "fail",
+    "reason": "audit log: 1 anomalous action: permission.grant 14 vs 1.2 expected",
+    "comparison": "seasonal",
+    "measuredAt": _at(-timedelta(seconds=30)),
+    "windowStart": _at(-timedelta(hours=2)),
+    "baselineDays": 7,
+    "actionsTested": 12,
+    "anomalies": [
+        {
+            "action": "permission.grant",
+            "kind": "rise",
+            "count": 14,
+            "expected": 1.2,
+            "ratio": 11.7,
+            "pValue": 2e-7,
+            "sensitive": True,
+            "actors": 3,
+        },
+        {"action": "export.all", "kind": "new", "count": 4, "expected": 0},
+    ],
+}
+
+
+def test_audit_log_anomalies_name_the_action_with_seen_against_expected() -> None:
+    assert status_view(_release(PAUSED), NOW)["auditLog"] is None
+    view = status_view(_release({**PAUSED, "auditLog": AUDIT}), NOW)
+    audit = view["auditLog"]
+    assert (audit["verdict"], audit["comparison"]) == ("fail", "seasonal")
+    assert audit["actionsTested"] == 12
+    assert [a["action"] for a in audit["anomalies"]] == ["permission.grant", "export.all"]
+    assert audit["anomalies"][0]["expected"] == 1.2 and audit["anomalies"][1]["kind"] == "new"
+    text = _render(view)
+    assert "audit-log anomalies" in text and "permission.grant (sensitive)" in text
+    assert "export.all" in text and "seasonal, 12 actions tested, baseline 7 days" in text
+    json.dumps(view)
+
+
+def test_the_watch_after_promotion_shows_time_left_and_its_metrics() -> None:
+    post = {
+        "duration": "1h",
+        "metrics": [
+            {"name": "pool-usage", "query": 'u{track="{{track}}"}', "threshold": {"max": 0.8}}
+        ],
+    }
+    status = {
+        "phase": "Succeeded",
+        "stableTag": "v2",
+        "previousStableTag": "v1",
+        "postPromotion": {
+            "state": "Watching",
+            "startedAt": _at(-timedelta(minutes=15)),
+            "until": _at(timedelta(minutes=45)),
+            "metrics": [
+                {
+                    "name": "pool-usage",
+                    "canaryValue": 0.42,
+                    "verdict": "pass",
+                    "reason": "0.42 within max 0.8",
+                    "measuredAt": _at(-timedelta(seconds=10)),
+                }
+            ],
+        },
+    }
+    view = status_view(_release(status, postPromotion=post), NOW)
+    watch = view["postPromotion"]
+    assert (watch["state"], watch["secondsLeft"]) == ("Watching", 45 * 60)
+    assert watch["metrics"][0]["bound"] == "<= 0.8" and watch["metrics"][0]["canary"] == 0.42
+    text = _render(view)
+    assert "after promotion Watching" in text and "45m left" in text
+    assert "metrics after promotion" in text and "pool-usage" in text
+    ended = {**status["postPromotion"], "state": "Passed"}  # type: ignore[dict-item]
+    done = status_view(_release({**status, "postPromotion": ended}, postPromotion=post), NOW)
+    assert done["postPromotion"]["secondsLeft"] is None
+
+
 def _render(view: dict[str, Any]) -> str:
     out = io.StringIO()
     rendering.print_to(out, rendering.status_panel(view))
