@@ -95,12 +95,23 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
     )
 
 
+def autoscaled_deployment(hpa: dict[str, Any]) -> str | None:
+    """The Deployment an HPA (autoscaling/v2, as JSON) scales, or None for another kind."""
+    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+    group = str(ref.get("apiVersion") or "apps/v1").split("/")[0]
+    if ref.get("kind") != "Deployment" or group != "apps":
+        return None
+    name = ref.get("name")
+    return str(name) if name else None
+
+
 class KubernetesCluster:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api = api_client
         self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._autoscaling = client.AutoscalingV2Api(api_client)
 
     # -- reading ---------------------------------------------------------
 
@@ -137,6 +148,15 @@ class KubernetesCluster:
     ) -> DeploymentView | None:
         raw = self._read_deployment_raw(namespace, name)
         return None if raw is None else deployment_view(raw, container)
+
+    def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        """The HorizontalPodAutoscaler whose scaleTargetRef is this Deployment, if any."""
+        hpas = _call(self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace)
+        raw = cast(dict[str, Any], self._api.sanitize_for_serialization(hpas))  # type: ignore[no-untyped-call]
+        for hpa in raw.get("items") or []:
+            if autoscaled_deployment(hpa) == deployment:
+                return str(hpa["metadata"]["name"])
+        return None
 
     def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
         selector = f"{RELEASE_LABEL}={release},{TRACK_LABEL}=canary"
@@ -263,13 +283,14 @@ class KubernetesCluster:
         containers = current["spec"]["template"]["spec"]["containers"]
         index = _container_index(containers, spec.release.container)
         patch: list[dict[str, Any]] = [
-            {"op": "replace", "path": "/spec/replicas", "value": action.replicas},
             {
                 "op": "replace",
                 "path": f"/spec/template/spec/containers/{index}/image",
                 "value": action.image,
             },
         ]
+        if action.replicas is not None:  # None: an HPA owns the size
+            patch.append({"op": "replace", "path": "/spec/replicas", "value": action.replicas})
         if containers[index]["image"] != action.image:
             # Pods roll anyway: label them as the stable track at no extra restart.
             patch.append(

@@ -59,6 +59,10 @@ class Cluster(Protocol):
 
     def read_canary_pods(self, namespace: str, release: str) -> CanaryPods: ...
 
+    def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        """The HorizontalPodAutoscaler that owns this Deployment's replica count, if any."""
+        ...
+
     def read_secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
 
     def write_status(

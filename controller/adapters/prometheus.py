@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -49,6 +50,7 @@ class PrometheusSource:
         timeout_s: int = 5,
         attempts: int = 3,
         limiter: RateLimiter = PROMETHEUS,
+        pool_size: int = 10,
     ) -> None:
         self.address = address.rstrip("/")
         self._limiter = limiter
@@ -67,6 +69,9 @@ class PrometheusSource:
             timeout=timeout_s,
             session=session,
         )
+        # The client mounts an adapter with urllib3's default pool of 10; every
+        # worker beyond that would open (and drop) a connection per query.
+        session.mount(self.address, HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=pool_size))
         self._attempts = attempts
 
     def _note_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:

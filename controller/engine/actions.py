@@ -21,10 +21,13 @@ class ScaleStable:
 
 @dataclass(frozen=True)
 class UpdateStable:
-    """Set the stable Deployment's image, size and rolling-update bounds in one patch."""
+    """Set the stable Deployment's image, size and rolling-update bounds in one patch.
+
+    `replicas` None leaves the size alone: an HPA owns it (see Decision.autoscaled).
+    """
 
     image: str
-    replicas: int
+    replicas: int | None
     max_unavailable: str | None
     max_surge: str | None
 

@@ -34,10 +34,27 @@ class Decision:
         return self.status.phase in ACTIVE_PHASES
 
     @property
+    def autoscaled(self) -> bool:
+        """An HPA owns the target's replica count: stable is never resized, only its image.
+
+        Resizing it would start a tug of war the HPA wins every sync; instead
+        the canary runs as extra pods beside it, sized from its live count.
+        """
+        target = self.observed.target
+        return target is not None and target.autoscaler is not None
+
+    @property
     def total_replicas(self) -> int:
+        if self.autoscaled:
+            return self.target.replicas
         if self.status.target_replicas is not None:
             return self.status.target_replicas
         return self.target.replicas
+
+    @property
+    def stable_replicas_to_set(self) -> int | None:
+        """What a stable update writes to `spec.replicas`: nothing when an HPA owns it."""
+        return None if self.autoscaled else self.total_replicas
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.actions.append(RecordEvent("Warning" if warning else "Normal", reason, message))

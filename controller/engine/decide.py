@@ -197,6 +197,12 @@ def _start_release(d: Decision, tag: str) -> None:
     analysis = d.spec.analysis
     status.next_analysis_at = now + analysis.interval_length() if analysis else None
     d.event("ReleaseStarted", f"canary of {tag} started (stable: {status.stable_tag})")
+    if d.autoscaled:
+        d.event(
+            "Autoscaled",
+            f"HorizontalPodAutoscaler {target.autoscaler} owns {target.name}'s replicas: "
+            "stable keeps the size it sets, and the canary runs beside it as extra pods",
+        )
 
 
 def _run_canary(d: Decision) -> None:

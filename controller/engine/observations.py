@@ -27,6 +27,8 @@ class DeploymentView:
     max_surge: str | None = None
     status_replicas: int | None = None
     """Pods of every revision (status.replicas): above `replicas` while old pods remain."""
+    autoscaler: str | None = None
+    """The HorizontalPodAutoscaler that owns `replicas`, if one targets this Deployment."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`.

@@ -21,7 +21,7 @@ def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
     if d.spec.traffic_routing is not None:
         return reconcile_routed(d, image, d.status.canary_weight)
     total = d.total_replicas
-    stable_goal = total - canary_goal
+    stable_goal = total if d.autoscaled else total - canary_goal
     target, canary = d.target, d.observed.canary
     canary_ready = canary_goal == 0 if canary is None else canary.settled(image, canary_goal)
 
@@ -54,7 +54,7 @@ def drive_promotion(d: Decision, image: str) -> bool:
         or target.replicas != total
         or (rolling and (target.max_unavailable != "0" or target.max_surge != surge))
     ):
-        d.actions.append(UpdateStable(image, total, unavailable, surge))
+        d.actions.append(UpdateStable(image, d.stable_replicas_to_set, unavailable, surge))
         return False
     # With a router: stable carries the new image at full size, then takes all the traffic.
     return target.settled(image, total) and reset_before_scale_down(d)
@@ -85,7 +85,7 @@ def settle(d: Decision) -> None:
         unavailable = surge = None
     restored = target.max_unavailable == unavailable and target.max_surge == surge
     if target.image != image or target.replicas != total or not restored:
-        d.actions.append(UpdateStable(image, total, unavailable, surge))
+        d.actions.append(UpdateStable(image, d.stable_replicas_to_set, unavailable, surge))
         return
     if not target.settled(image, total):
         return

@@ -93,7 +93,7 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
         return False
 
     canary_goal = routed_canary_replicas(weight, total)
-    stable_goal = stable_share_replicas(routing, min(applied, weight), total)
+    stable_goal = _stable_goal(d, routing, min(applied, weight))
     if target.replicas != stable_goal and (
         target.replicas < stable_goal or target.ready_replicas >= stable_goal
     ):
@@ -104,13 +104,13 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
             d.actions.append(ScaleCanary(image, canary_goal))
 
     canary_ready = canary is not None and canary.settled(image, canary_goal)
-    stable_ready = target.ready_replicas >= stable_share_replicas(routing, weight, total)
+    stable_ready = target.ready_replicas >= _stable_goal(d, routing, weight)
     if _writable(route):
         if applied != weight and (canary_ready if applied < weight else stable_ready):
             d.actions.append(SetTrafficWeight(weight))
         if header_on != header_wanted and (canary_ready or not header_wanted):
             d.actions.append(SetHeaderRoute(header_wanted))
-    final_stable = stable_share_replicas(routing, weight, total)
+    final_stable = _stable_goal(d, routing, weight)
     return (
         canary_ready
         and applied == weight
@@ -118,6 +118,13 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
         and target.replicas == final_stable
         and target.ready_replicas >= final_stable
     )
+
+
+def _stable_goal(d: Decision, routing: TrafficRouting, weight: int) -> int:
+    """Stable's size at `weight`; an HPA's count is never overridden (no dynamic scaling)."""
+    if d.autoscaled:
+        return d.total_replicas
+    return stable_share_replicas(routing, weight, d.total_replicas)
 
 
 def reset_before_scale_down(d: Decision) -> bool:
@@ -132,7 +139,7 @@ def reset_before_scale_down(d: Decision) -> bool:
     if routing is None or route_reset(d):
         return True
     total, target = d.total_replicas, d.target
-    if routing.dynamic_stable_scale and target.ready_replicas < total:
+    if routing.dynamic_stable_scale and not d.autoscaled and target.ready_replicas < total:
         if target.replicas < total:
             d.actions.append(ScaleStable(total))
         return False

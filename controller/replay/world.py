@@ -166,7 +166,9 @@ class SimulatedWorld:
                 case ScaleStable(replicas=replicas):
                     self.stable.replicas = replicas
                 case UpdateStable():
-                    self.stable.replicas, self.stable.image = action.replicas, action.image
+                    if action.replicas is not None:
+                        self.stable.replicas = action.replicas
+                    self.stable.image = action.image
                     self.stable.max_unavailable = action.max_unavailable
                     self.stable.max_surge = action.max_surge
                 case DeleteCanary():

@@ -34,7 +34,9 @@ log = structlog.get_logger("controller.auditing")
 
 @lru_cache(maxsize=64)
 def _prometheus(address: str) -> PrometheusSource:
-    return PrometheusSource(address, timeout_s=settings.PROMETHEUS_TIMEOUT_S)
+    return PrometheusSource(
+        address, timeout_s=settings.PROMETHEUS_TIMEOUT_S, pool_size=settings.WORKERS + 2
+    )
 
 
 def canary_share(target: DeploymentView, canary: DeploymentView | None) -> float | None:

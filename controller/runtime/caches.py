@@ -159,10 +159,15 @@ class CachedCluster(KubernetesCluster):
         self.releases = releases
         self.deployments: Mapping[Any, Iterable[Any]] | None = None
         self.canary_pods: Mapping[Any, Iterable[Any]] | None = None
+        self.autoscalers: Mapping[Any, Iterable[Any]] | None = None
 
     @property
     def synced(self) -> bool:
-        return self.deployments is not None and self.canary_pods is not None
+        return (
+            self.deployments is not None
+            and self.canary_pods is not None
+            and self.autoscalers is not None
+        )
 
     def read_release(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.releases.get((namespace, name))
@@ -182,6 +187,12 @@ class CachedCluster(KubernetesCluster):
             return super().read_deployment(namespace, name, container)
         found = _values(self.deployments, (namespace, name))
         return deployment_view(found[0], container) if found else None
+
+    def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        if not self.synced:
+            return super().read_autoscaler(namespace, deployment)
+        found = _values(self.autoscalers, (namespace, deployment))
+        return str(min(found)) if found else None
 
     def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
         if not self.synced:

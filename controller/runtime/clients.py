@@ -9,6 +9,8 @@ each request and honours `Retry-After` on a 429 or 503 (see `ratelimit.py`).
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,8 +43,20 @@ def resource_of(url: str) -> str:
 
 
 class CountingApiClient(client.ApiClient):
-    def __init__(self, limiter: RateLimiter | None = KUBERNETES) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        limiter: RateLimiter | None = KUBERNETES,
+        pool_size: int = 10,
+        configuration: client.Configuration | None = None,
+    ) -> None:
+        configuration = copy.copy(configuration or client.Configuration.get_default_copy())
+        # One connection per worker: urllib3 discards any connection beyond the
+        # pool, so a pool smaller than the worker count means a new TLS
+        # handshake to the apiserver for many requests under load.
+        configuration.connection_pool_maxsize = max(
+            pool_size, configuration.connection_pool_maxsize or 0
+        )
+        super().__init__(configuration)
         self._limiter = limiter
 
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -77,7 +91,10 @@ def load_configuration() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
-def api_client(limiter: RateLimiter | None = KUBERNETES) -> CountingApiClient:
-    """`limiter=None` for the Lease: renewing it must never queue behind reconciles."""
+def api_client(limiter: RateLimiter | None = KUBERNETES, pool_size: int = 10) -> CountingApiClient:
+    """`limiter=None` for the Lease: renewing it must never queue behind reconciles.
+
+    `pool_size`: connections kept open, at least the threads that share the client.
+    """
     load_configuration()
-    return CountingApiClient(limiter)
+    return CountingApiClient(limiter, pool_size)

@@ -1,12 +1,12 @@
 """Kopf wiring: watches fill the caches and wake releases; a fixed pool of workers reconciles.
 
-kopf brings the watches (CanaryReleases; Deployments and canary pods as
-indices), the probes and the startup and cleanup hooks. It does not bring the
-schedule: a timer per object would reconcile every release on every tick. A
-release is reconciled by the work queue (`workqueue.py`) when a watch saw it
-or one of its Deployments or canary pods change, and when the engine says
-something is next due (`engine/wakeup.py`). A status conflict is retried at
-once from a fresh read.
+kopf brings the watches (CanaryReleases; Deployments, canary pods and
+HorizontalPodAutoscalers as indices), the probes and the startup and cleanup
+hooks. It does not bring the schedule: a timer per object would reconcile
+every release on every tick. A release is reconciled by the work queue
+(`workqueue.py`) when a watch saw it or one of its Deployments, canary pods
+or HPAs change, and when the engine says something is next due
+(`engine/wakeup.py`). A status conflict is retried at once from a fresh read.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import kopf
 import structlog
 
 from controller.adapters import ratelimit
-from controller.adapters.kubernetes import RELEASE_LABEL, TRACK_LABEL
+from controller.adapters.kubernetes import RELEASE_LABEL, TRACK_LABEL, autoscaled_deployment
 from controller.adapters.kubernetes_gates import KubernetesGateObjects
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
@@ -52,7 +52,7 @@ _workers: list[Workers[ReleaseKey]] = []
 
 @lru_cache(maxsize=1)
 def _cluster() -> CachedCluster:
-    return CachedCluster(api_client(), releases)
+    return CachedCluster(api_client(pool_size=settings.WORKERS + 2), releases)
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +62,9 @@ def _gates() -> GateChecker:
 
 @lru_cache(maxsize=256)
 def _metrics_for(address: str) -> MetricsSource:
-    return PrometheusSource(address, timeout_s=settings.PROMETHEUS_TIMEOUT_S)
+    return PrometheusSource(
+        address, timeout_s=settings.PROMETHEUS_TIMEOUT_S, pool_size=settings.WORKERS + 2
+    )
 
 
 def reconcile_key(key: ReleaseKey) -> float | None:
@@ -145,12 +147,21 @@ def canary_pod_index(
     return {(namespace or "", labels[RELEASE_LABEL]): pod_record(name, status)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def autoscaler_index(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[ReleaseKey, str]:
+    target = autoscaled_deployment({"spec": dict(spec)})
+    return {(namespace or "", target): name} if target else {}
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
     cluster = _cluster()
     # kopf hands the indices to every handler, and only once their first listing is complete.
     cluster.deployments = kwargs["deployment_index"]
     cluster.canary_pods = kwargs["canary_pod_index"]
+    cluster.autoscalers = kwargs["autoscaler_index"]
     body = dict(cast(dict[str, Any], event["object"]))
     meta = body.get("metadata") or {}
     key = (meta.get("namespace") or "", meta.get("name") or "")
@@ -167,6 +178,14 @@ async def deployment_changed(
     namespace: str | None, name: str, labels: kopf.Labels, **_: Any
 ) -> None:
     for key in releases_for_deployment(releases, namespace or "", name, labels):
+        queue.wake(key, head_start=EVENT_HEAD_START_S)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+async def autoscaler_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+    """An HPA appearing or going changes who sizes stable: its releases decide again."""
+    target = autoscaled_deployment({"spec": dict(spec)})
+    for key in releases_for_deployment(releases, namespace or "", target, {}) if target else []:
         queue.wake(key, head_start=EVENT_HEAD_START_S)
 
 

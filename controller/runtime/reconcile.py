@@ -84,6 +84,8 @@ def reconcile(
     container = spec.release.container
     try:
         target = cluster.read_deployment(namespace, spec.target_ref.name, container)
+        if target is not None:
+            target = replace(target, autoscaler=cluster.read_autoscaler(namespace, target.name))
         canary = cluster.read_deployment(namespace, canary_name(spec.target_ref.name), container)
     except LookupError as exc:
         new_status, actions = reject_spec(status, str(exc), generation, now)

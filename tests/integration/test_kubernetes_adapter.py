@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from controller.adapters.ports import StatusConflict
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, HistoryEntry
 from controller.engine.actions import DeleteCanary, RecordEvent, ScaleCanary, UpdateStable
+from controller.runtime.clients import CountingApiClient
 from tests.e2e.helpers import Releases, release, wait_for
 
 pytestmark = pytest.mark.usefixtures("crd")
@@ -107,3 +109,55 @@ def test_missing_container_is_a_clear_error(
     releases.create_deployment("payments", 1, "registry.example.com/payments:v1")
     with pytest.raises(LookupError, match="container 'web' not found"):
         adapter.read_deployment(namespace, "payments", "web")
+
+
+def test_the_hpa_of_a_deployment_is_found_by_its_scale_target(
+    adapter: KubernetesCluster, k8s: client.ApiClient, namespace: str
+) -> None:
+    autoscaling = client.AutoscalingV2Api(k8s)
+    assert adapter.read_autoscaler(namespace, "payments") is None
+    for name, kind in (("other-hpa", "StatefulSet"), ("payments-hpa", "Deployment")):
+        ref = {"apiVersion": "apps/v1", "kind": kind, "name": "payments"}
+        body = {"metadata": {"name": name}, "spec": {"scaleTargetRef": ref, "maxReplicas": 5}}
+        autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, body)
+    assert adapter.read_autoscaler(namespace, "payments") == "payments-hpa"
+    assert adapter.read_autoscaler(namespace, "checkout") is None
+
+
+def test_a_stable_update_without_replicas_leaves_the_size_to_its_owner(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    body = release("payments", "v1", None)
+    releases.create_deployment("payments", 3, "registry.example.com/payments:v1")
+    releases.create(body)
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    spec = CanaryReleaseSpec.model_validate(body["spec"])
+    releases.apps.patch_namespaced_deployment("payments", namespace, {"spec": {"replicas": 5}})
+    adapter.apply(obj, spec, UpdateStable("registry.example.com/payments:v2", None, "0", "1"))
+    after = releases.deployment("payments")
+    assert after is not None and after.spec is not None
+    assert after.spec.replicas == 5  # as its owner (an HPA) set it
+    assert after.spec.template.spec.containers[0].image == "registry.example.com/payments:v2"
+
+
+def test_each_thread_sharing_the_client_keeps_its_connection(
+    k8s: client.ApiClient, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """16 workers reading at once: urllib3's default pool of 10 would drop (and re-handshake)."""
+    workers = 16
+    shared = CountingApiClient(None, pool_size=workers + 2, configuration=k8s.configuration)
+    core, barrier = client.CoreV1Api(shared), threading.Barrier(workers)
+
+    def run() -> None:
+        for _ in range(5):
+            barrier.wait()
+            core.read_namespace(namespace)
+
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+        threads = [threading.Thread(target=run) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

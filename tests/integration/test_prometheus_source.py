@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -173,3 +174,30 @@ def test_retry_after_from_prometheus_holds_every_query(history: PrometheusServer
         proxy.server.shutdown()
     assert value == 1.0  # answered on the retry
     assert 7.0 in slept  # and the retry waited as long as Prometheus asked
+
+
+def test_every_worker_keeps_its_connection(
+    history: PrometheusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As many threads as workers, querying at once: no connection is opened only to be dropped.
+
+    With urllib3's default pool of 10, the threads beyond ten each open a new
+    connection per query and urllib3 warns "Connection pool is full".
+    """
+    workers = 16
+    source = PrometheusSource(history.url, pool_size=workers + 2)
+    at = BREACH + timedelta(hours=1)
+    barrier = threading.Barrier(workers)
+
+    def run() -> None:
+        for _ in range(5):
+            barrier.wait()
+            source.query(RATIO % ("stable", "stable"), at)
+
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+        threads = [threading.Thread(target=run) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

@@ -8,11 +8,12 @@ track instead of recording counters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource
 from controller.api.spec import CanaryReleaseSpec
+from controller.engine.observations import Observed
 from controller.replay.world import Pod, SimDeployment, SimulatedWorld
 
 __all__ = [
@@ -46,10 +47,23 @@ class _TrackSource:
 
 @dataclass(kw_only=True)
 class World(SimulatedWorld):
+    """`hpa`, when set, is a HorizontalPodAutoscaler on the target: the size it sets at
+    each moment. It wins every sync, as a real one does: whatever the controller
+    wrote to stable's `replicas` is overwritten before the next observation."""
+
     metric: MetricFn
+    hpa: Callable[[datetime], int] | None = None
 
     def metrics_source(self) -> MetricsSource:
         return _TrackSource(self.metric)
+
+    def observe(self, now: datetime) -> Observed:
+        if self.hpa is None:
+            return super().observe(now)
+        self.stable.replicas = self.hpa(now)
+        observed = super().observe(now)
+        assert observed.target is not None
+        return replace(observed, target=replace(observed.target, autoscaler="app-hpa"))
 
 
 def make_spec(

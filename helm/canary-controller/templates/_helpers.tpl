@@ -84,6 +84,11 @@ set is enough for a whole canary and that other verbs are refused.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# HorizontalPodAutoscalers are watched, read only: a target an HPA sizes is
+# never resized by the controller.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch"]
 # Every start, step, rollback and promotion is recorded as an Event.
 - apiGroups: [""]
   resources: ["events"]
