@@ -123,6 +123,7 @@ def test_rbac_grants_exactly_the_documented_verbs() -> None:
         "canary.dev/canaryreleases/status": {"update"},
         "apps/deployments": {"get", "list", "watch", "create", "patch", "delete"},
         "core/pods": {"list", "watch"},
+        "autoscaling/horizontalpodautoscalers": {"list", "watch"},
         "core/events": {"create"},
         "core/secrets": {"get"},
         "core/configmaps": {"get"},
@@ -156,6 +157,7 @@ def test_optional_rbac_can_be_turned_off() -> None:
         "canary.dev/canaryreleases/status",
         "apps/deployments",
         "core/pods",
+        "autoscaling/horizontalpodautoscalers",
         "core/events",
     }
 
