@@ -378,7 +378,7 @@ def canary_round(
         time.sleep(0.2)
 
     minutes = (steady[-1][0] - steady[0][0]) / 60 if len(steady) > 1 else 1
-    return {
+    measured = {
         "start_all_p50_s": round(percentile(bulk, 0.5) or 0, 2),
         "start_all_p99_s": round(percentile(bulk, 0.99) or 0, 2),
         "rss_steady_mib": round(statistics.median(s[1] for s in steady), 1),
@@ -387,6 +387,10 @@ def canary_round(
         "reconcile_p99_s": round(percentile(latencies, 0.99) or 0, 2),
         "apiserver_rps": round((api1 - api0) / (t1 - t0), 2),
         "prometheus_qps": round((q1 - q0) / (t1 - t0), 2),
+    }
+    print(json.dumps({"n": n, **measured}), flush=True)  # kept if a later wait times out
+    return {
+        **measured,
         **breach_and_outcomes(prometheus, traffic, custom, ns, names, watcher, faults=False),
     }
 
@@ -444,7 +448,18 @@ def breach_and_outcomes(
         - breach_visible_after(prometheus, ns, v, step_started[v], spike_wall)
         for v in victims
     ]
-    wait("the rest promoted", lambda: watcher.count("Succeeded") == n - len(victims), 1800)
+    # Printed before the long wait below: promoting every release at once is
+    # bound by the cluster (kube-controller-manager rolling N Deployments on
+    # the same 2 cores), and the figures above must survive a timeout there.
+    print(
+        json.dumps({"n": n, "spike_to_rollback_s": breach, "breach_to_rollback_s": visible}),
+        flush=True,
+    )
+    wait(
+        "the rest promoted",
+        lambda: watcher.count("Succeeded") == n - len(victims),
+        max(1800, 4 * n),
+    )
     wrong = sorted(
         nm
         for nm in names
