@@ -23,6 +23,7 @@ class FaultyPrometheus:
     def __init__(self, upstream: str, slow_s: float = 5.0) -> None:
         self.upstream, self.slow_s = upstream.rstrip("/"), slow_s
         self.mode: Mode = "pass"
+        self.requests = 0  # every request received, answered or not
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,6 +47,7 @@ class FaultyPrometheus:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def forward(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        self.requests += 1
         if self.mode == "down":
             request.connection.shutdown(socket.SHUT_RDWR)
             request.close_connection = True

@@ -10,7 +10,6 @@ each request and honours `Retry-After` on a 429 or 503 (see `ratelimit.py`).
 from __future__ import annotations
 
 import copy
-
 from typing import Any
 from urllib.parse import urlsplit
 

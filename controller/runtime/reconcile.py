@@ -91,8 +91,16 @@ def reconcile(
         new_status, actions = reject_spec(status, str(exc), generation, now)
         return _commit(cluster, release, None, status, new_status, actions)
     pods = cluster.read_canary_pods(namespace, name) if canary is not None else CanaryPods()
+    command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
+    # A human's command or a spec change is answered at once: an analysis that
+    # happens to be due waits for the next pass (about a second later), so an
+    # `abort` never queues behind Prometheus queries, and a slow Prometheus
+    # cannot hold it for minutes.
+    answering = generation != status.observed_generation or (
+        command is not None and command != status.last_command
+    )
     measurements = None
-    if spec.analysis is not None and analysis_due(spec, status, now):
+    if spec.analysis is not None and not answering and analysis_due(spec, status, now):
         source = metrics_for(spec.analysis.prometheus.address)
         measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
         record_measurements(namespace, name, measurements)
@@ -111,12 +119,11 @@ def reconcile(
         )
     after = None
     watch_address = spec.post_promotion_address()
-    if watch_address is not None and watch_due(spec, status, now):
+    if watch_address is not None and not answering and watch_due(spec, status, now):
         after = measure_after_promotion(
             metrics_for(watch_address), spec, status, namespace=namespace, name=name, at=now
         )
     router, route = observe_route(cluster, release, spec, status) if target else (None, None)
-    command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
     observed = Observed(
         target,
         canary,

@@ -9,9 +9,14 @@ shows as a release stuck for the rest of the hour.
 
 from __future__ import annotations
 
-import requests
+from datetime import UTC, datetime, timedelta
 
+import requests
+from kubernetes import client
+
+from bench.scale.faults import FaultyPrometheus
 from bench.scale.run import metric_total
+from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
@@ -66,3 +71,40 @@ def test_a_breach_rolls_back_at_the_next_analysis_deadline(
     traffic.set_rate(namespace, "payments", "canary", rps=50, error_ratio=0.4)
     status = releases.wait_phase("payments", "RolledBack", timeout=60)
     assert status["reason"] == "MetricBreach"
+
+
+def test_a_command_is_answered_before_an_analysis_that_is_due(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+    k8s: client.ApiClient,
+) -> None:
+    """`abort` while an analysis is overdue and Prometheus answers in 8 s (past the 5 s timeout).
+
+    Analysing first would spend at least 2 queries x 3 attempts x 5 s before
+    the abort; the command is answered in the same pass, without one query.
+    """
+    healthy_traffic(traffic, namespace)
+    slow = FaultyPrometheus(prometheus.url, slow_s=8)
+    try:
+        steps = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
+        body = release("payments", "v1", slow.url, steps=steps, interval="10m")
+        proc = adopted(releases, body, 4, lambda: controller(namespace))
+        releases.set_tag("payments", "v2")
+        releases.wait_phase("payments", "Paused", timeout=60)
+        proc.kill()
+        # While the controller is down, the analysis falls due and Prometheus slows down.
+        overdue = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        client.CustomObjectsApi(k8s).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, "payments", {"status": {"nextAnalysisAt": overdue}}
+        )
+        slow.mode = "slow"
+        releases.patch("payments", {"metadata": {"annotations": {"canary.dev/command": "abort 1"}}})
+        controller(namespace)
+        status = releases.wait_phase("payments", "RolledBack", timeout=60)
+        assert status["reason"] == "Aborted" and status["lastCommand"] == "abort 1"
+        assert slow.requests == 0, "the abort waited for an analysis"
+    finally:
+        slow.stop()
