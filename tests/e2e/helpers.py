@@ -187,7 +187,33 @@ class Releases:
         ]
 
 
-class CapacityWatch:
+class Sampler:
+    """Samples `read()` in the background while the block runs (None and API errors skipped)."""
+
+    def __init__(self, read: Callable[[], int | None], interval: float = 0.1) -> None:
+        self.read, self.interval = read, interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(ApiException):
+                value = self.read()
+                if value is not None:
+                    self.samples.append(value)
+            self._stop.wait(self.interval)
+
+
+class CapacityWatch(Sampler):
     """Samples serving capacity in the background, to prove it never dips.
 
     Capacity is the number of Ready, non-terminating pods behind the app label
@@ -195,18 +221,8 @@ class CapacityWatch:
     """
 
     def __init__(self, releases: Releases, name: str, interval: float = 0.1) -> None:
-        self.releases, self.name, self.interval = releases, name, interval
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> CapacityWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self.releases, self.name = releases, name
+        super().__init__(self.ready_pods, interval)
 
     def ready_pods(self) -> int:
         pods = self.releases.core.list_namespaced_pod(
@@ -218,9 +234,3 @@ class CapacityWatch:
             if pod.metadata.deletion_timestamp is None
             and any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
         )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(ApiException):
-                self.samples.append(self.ready_pods())
-            self._stop.wait(self.interval)

@@ -10,7 +10,6 @@ that fight, sample by sample.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from kubernetes import client
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import Releases, adopted, healthy_traffic, release, wait_for
+from tests.e2e.helpers import Releases, Sampler, adopted, healthy_traffic, release, wait_for
 
 
 def _hpa(name: str, size: int) -> dict[str, Any]:
@@ -40,30 +39,6 @@ def _replicas(releases: Releases, name: str) -> int | None:
     return None if found is None or found.spec is None else int(found.spec.replicas or 0)
 
 
-class ReplicaSamples:
-    """`spec.replicas` of one Deployment, sampled every 0.2 s while the block runs."""
-
-    def __init__(self, releases: Releases, name: str) -> None:
-        self.releases, self.name = releases, name
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ReplicaSamples:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            replicas = _replicas(self.releases, self.name)
-            if replicas is not None:
-                self.samples.append(replicas)
-
-
 def test_a_canary_beside_an_hpa_never_resizes_stable_and_follows_its_count(
     releases: Releases,
     namespace: str,
@@ -80,7 +55,7 @@ def test_a_canary_beside_an_hpa_never_resizes_stable_and_follows_its_count(
     autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, _hpa("payments", 4))
     time.sleep(2)  # the HPA's watch event reaches the controller's index
 
-    with ReplicaSamples(releases, "payments") as stable:
+    with Sampler(lambda: _replicas(releases, "payments"), interval=0.2) as stable:
         releases.set_tag("payments", "v2")
         releases.wait_phase("payments", "Paused", timeout=60)
         canary = releases.deployment("payments-canary")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +13,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, HistoryEntry
 from controller.engine.actions import DeleteCanary, RecordEvent, ScaleCanary, UpdateStable
 from controller.runtime.clients import CountingApiClient
+from tests.concurrent_calls import dropped_connections
 from tests.e2e.helpers import Releases, release, wait_for
 
 pytestmark = pytest.mark.usefixtures("crd")
@@ -147,17 +147,5 @@ def test_each_thread_sharing_the_client_keeps_its_connection(
     """16 workers reading at once: urllib3's default pool of 10 would drop (and re-handshake)."""
     workers = 16
     shared = CountingApiClient(None, pool_size=workers + 2, configuration=k8s.configuration)
-    core, barrier = client.CoreV1Api(shared), threading.Barrier(workers)
-
-    def run() -> None:
-        for _ in range(5):
-            barrier.wait()
-            core.read_namespace(namespace)
-
-    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
-        threads = [threading.Thread(target=run) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    core = client.CoreV1Api(shared)
+    assert not dropped_connections(lambda: core.read_namespace(namespace), workers, caplog)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from controller.api.status import CanaryReleaseStatus
 from controller.runtime.measuring import measure
 from devenv.backfill import constant, openmetrics, request_series, with_step
 from devenv.prometheus import PrometheusServer, free_port
+from tests.concurrent_calls import dropped_connections
 from tests.fixtures_servers import BackfillFactory
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -187,17 +187,5 @@ def test_every_worker_keeps_its_connection(
     workers = 16
     source = PrometheusSource(history.url, pool_size=workers + 2)
     at = BREACH + timedelta(hours=1)
-    barrier = threading.Barrier(workers)
-
-    def run() -> None:
-        for _ in range(5):
-            barrier.wait()
-            source.query(RATIO % ("stable", "stable"), at)
-
-    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
-        threads = [threading.Thread(target=run) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    query = RATIO % ("stable", "stable")
+    assert not dropped_connections(lambda: source.query(query, at), workers, caplog)
