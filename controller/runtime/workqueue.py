@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import math
 import threading
 import time
@@ -124,6 +125,24 @@ def _left(give_up: float | None, now: float) -> float | None:
     return None if give_up is None else max(0.0, give_up - now)
 
 
+def describe(exc: BaseException) -> str:
+    """What failed, in the server's words when it gave any.
+
+    The Kubernetes client's exceptions print as their class alone
+    (`ForbiddenException()`); the status and the apiserver's message tell an
+    RBAC refusal from a namespace being deleted, or a conflict.
+    """
+    if not isinstance(exc, ApiException):
+        return repr(exc)
+    message = ""
+    if exc.body:
+        try:
+            message = str(json.loads(exc.body).get("message") or "")
+        except (ValueError, AttributeError):
+            message = str(exc.body)[:300]
+    return f"{type(exc).__name__} {exc.status} {exc.reason or ''}: {message}".rstrip(": ")
+
+
 class Backoff:
     """Per-key exponential delay after failures, reset by a success."""
 
@@ -193,7 +212,10 @@ class Workers(Generic[K]):
                 with self._backoff_lock:
                     delay = self._backoff.failed(key, exc)
                 log.warning(
-                    "reconcile failed; retrying", key=str(key), retry_in_s=delay, error=repr(exc)
+                    "reconcile failed; retrying",
+                    key=str(key),
+                    retry_in_s=delay,
+                    error=describe(exc),
                 )
                 next_at = self._clock() + delay
             finally:

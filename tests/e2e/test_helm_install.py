@@ -222,6 +222,8 @@ def test_the_service_account_can_run_a_whole_canary_and_nothing_more(
             "CANARY_LEADER_ELECTION_ID": install.fullname,
         }
         watched = (apps_ns,) if mode == "namespaced" else ()
+        if mode == "cluster-wide":
+            _wait_for_other_tests_to_be_cleaned_up(k8s)
         proc = ControllerProcess(kubeconfig, tmp_path / "controller.log", watched, env).start()
         releases.wait_phase("payments", "Idle", timeout=60)
         releases.set_tag("payments", "v2")
@@ -251,6 +253,20 @@ def test_the_service_account_can_run_a_whole_canary_and_nothing_more(
             if proc.process is not None and proc.process.returncode not in (0, None):
                 print(proc.log_tail(80))
         install.uninstall()
+
+
+def _wait_for_other_tests_to_be_cleaned_up(k8s: client.ApiClient) -> None:
+    """A cluster-wide controller also sees what earlier tests left in namespaces being deleted.
+
+    Writing there is refused with 403 ("being terminated"), which this test
+    would take for an RBAC refusal; so it starts once those namespaces are gone.
+    """
+    core = client.CoreV1Api(k8s)
+
+    def none_terminating() -> bool:
+        return all(ns.status.phase != "Terminating" for ns in core.list_namespace().items)
+
+    wait_for(none_terminating, timeout=180, what="earlier tests' namespaces to be deleted")
 
 
 def _assert_refused(sa: client.ApiClient, apps_ns: str, own_ns: str, mode: str) -> None:

@@ -7,7 +7,7 @@ import time
 
 from kubernetes.client.exceptions import ApiException
 
-from controller.runtime.workqueue import Backoff, WakeQueue, Workers
+from controller.runtime.workqueue import Backoff, WakeQueue, Workers, describe
 
 
 class Clock:
@@ -162,3 +162,16 @@ def test_a_change_is_served_before_deadline_work_that_can_wait() -> None:
     queue.wake("changed", head_start=10.0)
     assert queue.take(timeout=0) == ("very-late", 20.0)  # 20 s late beats a 10 s head start
     assert queue.take(timeout=0) == ("changed", 0.0)
+
+
+def test_a_failed_reconcile_is_described_in_the_apiservers_words() -> None:
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = (
+        '{"kind":"Status","message":"events is forbidden: unable to create new content in '
+        'namespace shop because it is being terminated","reason":"Forbidden","code":403}'
+    )
+    text = describe(refused)
+    assert text.startswith("ApiException 403 Forbidden: events is forbidden")
+    assert "being terminated" in text
+    assert describe(ApiException(status=500, reason="Internal")) == "ApiException 500 Internal"
+    assert describe(ValueError("bad")) == "ValueError('bad')"
