@@ -102,10 +102,15 @@ def _adopt(d: Decision) -> None:
         status.stable_tag = tag_of(d.spec.release.image, target.image)
 
 
+def command_pending(command: str | None, status: CanaryReleaseStatus) -> bool:
+    """A `canary.dev/command` annotation not handled yet (an empty one is no command)."""
+    return bool(command) and command != status.last_command
+
+
 def _handle_command(d: Decision) -> None:
     """One-shot commands from the `canary.dev/command` annotation, each handled once."""
     command, status = d.observed.command, d.status
-    if not command or command == status.last_command:
+    if command is None or not command_pending(command, status):
         return
     status.last_command = command
     verb = command.split()[0].lower()

@@ -24,7 +24,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import Action, CheckGates, RecordEvent, TrafficAction
 from controller.engine.analysis import analysis_due
-from controller.engine.decide import decide, reject_spec
+from controller.engine.decide import command_pending, decide, reject_spec
 from controller.engine.observations import CanaryPods, Observed
 from controller.engine.watching import watch_due
 from controller.runtime.auditing import measure_audit_log
@@ -96,9 +96,7 @@ def reconcile(
     # happens to be due waits for the next pass (about a second later), so an
     # `abort` never queues behind Prometheus queries, and a slow Prometheus
     # cannot hold it for minutes.
-    answering = generation != status.observed_generation or (
-        command is not None and command != status.last_command
-    )
+    answering = generation != status.observed_generation or command_pending(command, status)
     measurements = None
     if spec.analysis is not None and not answering and analysis_due(spec, status, now):
         source = metrics_for(spec.analysis.prometheus.address)

@@ -252,3 +252,11 @@ def test_current_image_matching_the_tag_is_adopted_without_a_canary() -> None:
     status, actions = decide(spec, CanaryReleaseStatus(), Observed(target), T0)
     assert status.phase == "Idle" and status.stable_tag == "v1"
     assert not [a for a in actions if not isinstance(a, RecordEvent)]
+
+
+def test_an_empty_command_annotation_is_no_command() -> None:
+    from controller.engine.decide import command_pending
+
+    status = CanaryReleaseStatus(last_command="abort 1")
+    assert not command_pending("", status) and not command_pending(None, status)
+    assert not command_pending("abort 1", status) and command_pending("abort 2", status)
