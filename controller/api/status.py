@@ -43,10 +43,21 @@ class Tally(StatusModel):
     total: float = 0.0
 
 
+TestName = Literal["worse", "notWorse", "above", "below"]
+
+#: How each test is named to people, in reasons and in `canaryctl status`.
+TEST_LABELS: dict[str, str] = {
+    "worse": "worse",
+    "notWorse": "not worse",
+    "above": "above",
+    "below": "below",
+}
+
+
 class OneSidedTest(StatusModel):
     """One sequential test: its running log-products, one per alternative (a fixed handful)."""
 
-    test: Literal["worse", "notWorse", "above", "below"]
+    test: TestName
     e_value: float = Field(
         description="the evidence so far, its largest burst set aside; decides at `needed`"
     )

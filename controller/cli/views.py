@@ -16,7 +16,13 @@ from pydantic import ValidationError
 from controller.api.auditlog import AuditLogStatus
 from controller.api.durations import format_duration
 from controller.api.spec import CanaryReleaseSpec, Metric
-from controller.api.status import CanaryReleaseStatus, Evidence, MetricResult, PostPromotionStatus
+from controller.api.status import (
+    TEST_LABELS,
+    CanaryReleaseStatus,
+    Evidence,
+    MetricResult,
+    PostPromotionStatus,
+)
 from controller.engine.summary import describe_step
 
 View = dict[str, Any]
@@ -136,9 +142,6 @@ def _metric_view(name: str, bound: str | None, result: MetricResult | None) -> V
         "sparkline": sparkline(list(result.trend)),
         "evidence": evidence_view(result.evidence),
     }
-
-
-TEST_LABELS = {"worse": "worse", "notWorse": "not worse", "above": "above", "below": "below"}
 
 
 def evidence_view(evidence: Evidence | None) -> View | None:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from controller.api.spec import Analysis, Metric
-from controller.api.status import Evidence, OneSidedTest, Tally, Verdict
+from controller.api.status import TEST_LABELS, Evidence, OneSidedTest, Tally, Verdict
 from controller.engine.judging import Judgement
 from controller.engine.observations import Measurement, TrackCounts
 from controller.judge import (
@@ -282,14 +282,10 @@ def _verdict(
         shown = "; ".join(_shown(metric, t) for t in passing)
         return "pass", f"{summary}; {shown}: pass"
     pending = ", ".join(
-        f"{_label(t.test)} e-value {t.e_value:.3g} (decides at {t.needed:.3g})"
+        f"{TEST_LABELS[t.test]} e-value {t.e_value:.3g} (decides at {t.needed:.3g})"
         for t in evidence.tests
     )
     return "inconclusive", f"{summary}; {pending or 'no test configured'}: inconclusive"
-
-
-def _label(test: str) -> str:
-    return {"worse": "worse", "notWorse": "not worse", "above": "above", "below": "below"}[test]
 
 
 def _shown(metric: Metric, test: OneSidedTest) -> str:
