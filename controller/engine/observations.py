@@ -100,12 +100,26 @@ class RouteView:
     rule is missing). `conflict` names another field manager that owns what the
     controller must write; `problem` is a misconfiguration. Either one holds
     the release where it is: the engine never forces a route.
+
+    The route object is not the data plane. Where the gateway reports on the
+    route, `rejected` says it refused it (not accepted, or its backends not
+    resolved) and `pending` that it has not yet processed the latest change.
+    Either way what is served may differ from `weight`, so no step counts as
+    reached and nothing carrying traffic shrinks; unlike `problem`, the route
+    stays writable, so an abort can still reset it.
     """
 
     weight: int | None
     header_route: bool = False
     conflict: str | None = None
     problem: str | None = None
+    rejected: str | None = None
+    pending: str | None = None
+
+    @property
+    def programmed(self) -> bool:
+        """The gateway serves what the route object says (or does not report otherwise)."""
+        return self.rejected is None and self.pending is None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ rules of the replica-based canary change:
   before any pod that carries it goes away;
 - the engine decides the weight, the router applies it and reports what it
   applied; the next decision reads that back, so a weight counts as set only
-  once the route shows it.
+  once the route shows it and, where the gateway reports on the route, once
+  the gateway has accepted and processed it. Until then nothing that may
+  still carry traffic shrinks.
 
 A route someone else owns (a conflict) or a misconfigured one holds the
 release where it is and says why in the `TrafficRouted` condition: the
@@ -69,8 +71,29 @@ def header_applied(d: Decision) -> bool:
 
 
 def route_reset(d: Decision) -> bool:
-    """Nothing reaches the canary through the route (a missing route sends nothing)."""
+    """Nothing reaches the canary through the route (a missing route sends nothing).
+
+    A reset the gateway has not processed yet does not count: it may still
+    send to the canary. A reset it rejected does: a rollback is never held
+    by a gateway that refuses the route (the condition says so).
+    """
+    route = d.observed.route
+    return _shows_reset(d) and (route is None or route.pending is None)
+
+
+def _shows_reset(d: Decision) -> bool:
     return applied_weight(d) == 0 and not header_applied(d)
+
+
+def _reset(d: Decision) -> None:
+    """Ask for the reset unless the route already shows it (then only the gateway lags)."""
+    if _writable(d.observed.route) and not _shows_reset(d):
+        d.actions.append(ResetTraffic())
+
+
+def served(route: RouteView | None) -> bool:
+    """The data plane serves what the route object shows, as far as anyone reports."""
+    return route is None or route.programmed
 
 
 def _writable(route: RouteView | None) -> bool:
@@ -88,19 +111,21 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
         return False  # a route that cannot be steered gets no canary to steer to
     if canary is not None and canary.image != image and not route_reset(d):
         # New canary pods replace the old ones: the old ones lose their traffic first.
-        if _writable(route):
-            d.actions.append(ResetTraffic())
+        _reset(d)
         return False
 
     canary_goal = routed_canary_replicas(weight, total)
     stable_goal = _stable_goal(d, routing, min(applied, weight))
+    # Shrinking waits for the gateway too: until it has processed the route it
+    # may still send the previous shares.
+    in_effect = served(route)
     if target.replicas != stable_goal and (
-        target.replicas < stable_goal or target.ready_replicas >= stable_goal
+        target.replicas < stable_goal or (target.ready_replicas >= stable_goal and in_effect)
     ):
         d.actions.append(ScaleStable(stable_goal))
     if canary is None or canary.image != image or canary.replicas != canary_goal:
         shrinking = canary is not None and canary.image == image and canary_goal < canary.replicas
-        if not shrinking or applied <= weight:
+        if not shrinking or (applied <= weight and in_effect):
             d.actions.append(ScaleCanary(image, canary_goal))
 
     canary_ready = canary is not None and canary.settled(image, canary_goal)
@@ -113,6 +138,7 @@ def reconcile_routed(d: Decision, image: str, weight: int) -> bool:
     final_stable = _stable_goal(d, routing, weight)
     return (
         canary_ready
+        and in_effect
         and applied == weight
         and header_on == header_wanted
         and target.replicas == final_stable
@@ -143,8 +169,7 @@ def reset_before_scale_down(d: Decision) -> bool:
         if target.replicas < total:
             d.actions.append(ScaleStable(total))
         return False
-    if _writable(d.observed.route):
-        d.actions.append(ResetTraffic())
+    _reset(d)
     return False
 
 
@@ -185,6 +210,10 @@ def _set_routed_condition(d: Decision, route: RouteView | None, current: Traffic
         state, reason, message = "False", "RouteConflict", route.conflict
     elif route.problem is not None:
         state, reason, message = "False", "RouteInvalid", route.problem
+    elif route.rejected is not None:
+        state, reason, message = "False", "RouteRejected", route.rejected
+    elif route.pending is not None:
+        state, reason, message = "Unknown", "RoutePending", route.pending
     else:
         header = ", header route on" if current.header_route else ""
         state, reason = "True", "Applied"

@@ -10,6 +10,11 @@ the cluster showed at every moment, not only at the end:
 - stable keeps its full size until promotion;
 - the weights go exactly through the steps: 10%, then 50% (at 4 replicas,
   where pod counts could only give 25% and 50%), then back to stable.
+
+Where a gateway reports on the route (played here by a thread writing the
+HTTPRoute's status as a gateway controller does), a step counts only once the
+gateway serves it, and the canary goes only after the gateway has processed
+the reset.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -294,5 +300,135 @@ def test_gateway_api_conflict_is_reported_in_status_and_not_forced(
         e
         for e in releases.events()
         if e.reason == "RouteConflict" and e.involved_object.name == "payments"
+    ]
+    assert len(events) == 1 and events[0].type == "Warning"
+
+
+class Gateway:
+    """Plays a gateway controller: reports on each new generation of the route after `lag`.
+
+    While `unresolvable` is set it reports the canary backend as not found
+    (ResolvedRefs False, BackendNotFound), as a gateway does for a Service it
+    cannot resolve. `reset_seen` records, for each generation it processed that
+    sends nothing to the canary, whether the canary Deployment still existed.
+    """
+
+    def __init__(self, objects: Cluster, lag: float) -> None:
+        self.objects, self.lag = objects, lag
+        self.unresolvable = True
+        self.reset_seen: list[bool] = []
+        self._first_seen: dict[int, float] = {}
+        self._reported: tuple[int, bool] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _condition(self, type_: str, ok: bool, generation: int) -> dict[str, Any]:
+        return {
+            "type": type_,
+            "status": "True" if ok else "False",
+            "reason": type_ if ok else "BackendNotFound",
+            "message": "" if ok else "Service payments-canary: no such backend",
+            "observedGeneration": generation,
+            "lastTransitionTime": "2026-11-25T10:00:00Z",
+        }
+
+    def _report(self, route: dict[str, Any]) -> None:
+        generation = route["metadata"]["generation"]
+        resolved = not self.unresolvable or _route_state(route) == (0, False)
+        parent = {
+            "parentRef": {"name": "public"},
+            "controllerName": "example.com/gateway-controller",
+            "conditions": [
+                self._condition("Accepted", True, generation),
+                self._condition("ResolvedRefs", resolved, generation),
+            ],
+        }
+        self.objects.custom.patch_namespaced_custom_object_status(
+            HTTP_ROUTE.group,
+            HTTP_ROUTE.version,
+            self.objects.namespace,
+            HTTP_ROUTE.plural,
+            "payments",
+            {"status": {"parents": [parent]}},
+        )
+        if _route_state(route) == (0, False):
+            self.reset_seen.append(releases_canary_exists(self.objects))
+        self._reported = (generation, self.unresolvable)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(ApiException):
+                route = self.objects.get(HTTP_ROUTE, "payments")
+                if route is not None:
+                    generation = route["metadata"]["generation"]
+                    first = self._first_seen.setdefault(generation, time.monotonic())
+                    due = time.monotonic() - first >= self.lag
+                    if due and self._reported != (generation, self.unresolvable):
+                        self._report(route)
+            self._stop.wait(0.1)
+
+
+def releases_canary_exists(objects: Cluster) -> bool:
+    try:
+        objects.apps.read_namespaced_deployment("payments-canary", objects.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _routed_condition(releases: Releases) -> dict[str, Any] | None:
+    conditions = releases.status("payments").get("conditions") or []
+    return next((c for c in conditions if c["type"] == "TrafficRouted"), None)
+
+
+def test_gateway_api_a_step_waits_for_the_gateway_and_the_canary_for_its_reset(
+    objects: Cluster, releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    objects.apply(HTTP_ROUTE, http_route("payments", "payments"), "gitops")
+    _hand_over(objects)
+    steps = [{"setWeight": 10}, {"pause": {"duration": "3s"}}, {"setWeight": 100}]
+    with Gateway(objects, lag=3.0) as gateway:
+        reported = lambda: (objects.get(HTTP_ROUTE, "payments") or {}).get("status")  # noqa: E731
+        wait_for(reported, 30, "the gateway's report on the route as GitOps left it")
+        releases.create(_release(steps))
+        controller(namespace)
+        releases.wait_phase("payments", "Idle", timeout=30)
+        releases.set_tag("payments", "v2")
+
+        def rejected() -> dict[str, Any] | None:
+            routed = _routed_condition(releases)
+            return routed if routed and routed["reason"] == "RouteRejected" else None
+
+        condition = wait_for(rejected, 90, "the gateway's rejection in status")
+        assert condition["status"] == "False"
+        assert "BackendNotFound: Service payments-canary: no such backend" in condition["message"]
+        wait_for(lambda: "RouteRejected" in releases.event_reasons("payments"), 30, "an Event")
+        time.sleep(8)  # the 10% step is not reached while nothing serves it
+        status = releases.status("payments")
+        assert (status["phase"], status["currentStepIndex"]) == ("Progressing", 0)
+        assert _route_state(objects.get(HTTP_ROUTE, "payments")) == (10, True)
+
+        gateway.unresolvable = False  # the backend is found: the gateway serves the route
+        releases.wait_phase("payments", "Succeeded", timeout=120)
+        wait_for(lambda: not releases_canary_exists(objects), 30, "canary removed")
+
+    # The gateway processed the reset while the canary was still there to serve.
+    assert gateway.reset_seen and gateway.reset_seen[-1] is True
+    routed = _routed_condition(releases)
+    assert routed is not None and routed["status"] == "True"
+    events = [
+        e
+        for e in releases.events()
+        if e.reason == "RouteRejected" and e.involved_object.name == "payments"
     ]
     assert len(events) == 1 and events[0].type == "Warning"

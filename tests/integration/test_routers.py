@@ -116,6 +116,75 @@ def test_gateway_api_weights_header_route_and_reset(objects: Cluster) -> None:
     assert FIELD_MANAGER not in objects.managers_of(route, "f:hostnames")
 
 
+def _gateway_reports(objects: Cluster, resolved: str = "True", reason: str = "ResolvedRefs") -> int:
+    """Play the gateway controller: report on the route's current generation, as its status."""
+    route = objects.get(HTTP_ROUTE, "payments")
+    assert route is not None
+    generation = route["metadata"]["generation"]
+
+    def condition(type_: str, status: str, why: str) -> dict[str, Any]:
+        return {
+            "type": type_,
+            "status": status,
+            "reason": why,
+            "message": "" if status == "True" else "Service payments-canary not found",
+            "observedGeneration": generation,
+            "lastTransitionTime": "2026-11-25T10:00:00Z",
+        }
+
+    status = {
+        "parents": [
+            {
+                "parentRef": {"name": "public"},
+                "controllerName": "example.com/gateway-controller",
+                "conditions": [
+                    condition("Accepted", "True", "Accepted"),
+                    condition("ResolvedRefs", resolved, reason),
+                ],
+            }
+        ]
+    }
+    objects.custom.patch_namespaced_custom_object_status(
+        HTTP_ROUTE.group,
+        HTTP_ROUTE.version,
+        objects.namespace,
+        HTTP_ROUTE.plural,
+        "payments",
+        {"status": status},
+    )
+    return int(generation)
+
+
+def test_gateway_api_a_step_counts_only_once_the_gateway_serves_it(objects: Cluster) -> None:
+    gitops = http_route("payments", "payments")
+    objects.apply(HTTP_ROUTE, gitops, "gitops")
+    objects.hand_over_rules(HTTP_ROUTE, "payments", "rules", gitops)
+    router = _router(objects, {"gatewayAPI": {"httpRoute": "payments"}})
+    before = _gateway_reports(objects)
+    assert router.verify(RouteIntent()).programmed
+
+    assert router.set_weight(10) == 10  # a new generation the gateway has not seen
+    view = router.verify(RouteIntent(10))
+    assert view.weight == 10 and view.rejected is None
+    assert view.pending is not None
+    assert "Gateway public" in view.pending and f"saw generation {before}" in view.pending
+
+    after = _gateway_reports(objects, "False", "BackendNotFound")
+    assert after > before
+    view = router.verify(RouteIntent(10))
+    assert view.pending is None and view.rejected is not None
+    assert "BackendNotFound: Service payments-canary not found" in view.rejected
+
+    _gateway_reports(objects)
+    assert router.verify(RouteIntent(10)).programmed
+    # Our apply writes spec.rules only: the gateway's status is left to the gateway.
+    router.reset()
+    route = objects.get(HTTP_ROUTE, "payments")
+    assert route is not None
+    assert route["status"]["parents"][0]["controllerName"] == "example.com/gateway-controller"
+    assert router.verify(RouteIntent()).pending is not None
+
+
 def test_gateway_api_leaves_fields_of_other_managers_alone(objects: Cluster) -> None:
     gitops = http_route("payments", "payments")
     objects.apply(HTTP_ROUTE, gitops, "gitops")

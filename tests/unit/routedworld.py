@@ -2,8 +2,12 @@
 
 `SimRoute` is an in-memory route: the weight and header route the engine's
 actions set, and a `conflict` that makes every write fail as a field-manager
-conflict would. Every change to the route or to the pods is checked against
-the promises of docs/traffic.md and any breach is kept in `violations`:
+conflict would. Behind it a simulated gateway serves each change only
+`gateway_lag` after it was written (reporting `pending` until then), or
+refuses to serve new changes at all while `rejecting`. Every change to the
+route or to the pods is checked against the promises of docs/traffic.md, for
+what the route object says and for what the gateway serves, and any breach is
+kept in `violations`:
 
 - the route never sends to a canary without Ready pods enough for its share;
 - nothing that carries traffic is scaled down while the route still sends to it
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller.api.spec import CanaryReleaseSpec
@@ -42,10 +46,49 @@ class SimRoute:
     conflict: str | None = None
     problem: str | None = None
     changes: list[tuple[datetime, int, bool]] = field(default_factory=list)
+    gateway_lag: timedelta = timedelta(0)
+    rejecting: bool = False
+    _accepted: int = 0  # how many of `changes` the gateway would ever serve
 
-    def view(self, desired: tuple[int, bool]) -> RouteView:
+    def served(self, now: datetime) -> tuple[int, bool]:
+        """(weight, header route) the gateway serves at `now`."""
+        state = (0, False)
+        for when, weight, header in self.changes[: self._accepted]:
+            if when + self.gateway_lag <= now:
+                state = (weight, header)
+        return state
+
+    def view(self, desired: tuple[int, bool], now: datetime) -> RouteView:
         conflict = self.conflict if (self.weight, self.header_route) != desired else None
-        return RouteView(self.weight, self.header_route, conflict=conflict, problem=self.problem)
+        latest = self.changes[-1] if self.changes else None
+        rejected = pending = None
+        if self.rejecting and len(self.changes) > self._accepted:
+            rejected = "HTTPRoute app: backends not resolved by Gateway web: BackendNotFound"
+        elif latest is not None and latest[0] + self.gateway_lag > now:
+            pending = "waiting for Gateway web to process HTTPRoute app"
+        return RouteView(
+            self.weight,
+            self.header_route,
+            conflict=conflict,
+            problem=self.problem,
+            rejected=rejected,
+            pending=pending,
+        )
+
+    def accept(self) -> None:
+        """The gateway takes what it refused (the cause was fixed); served after the lag."""
+        self.rejecting = False
+        self._accepted = len(self.changes)
+
+    def record(self, now: datetime) -> None:
+        """A write that changes nothing changes no generation: the gateway has nothing to do."""
+        if self.changes and self.changes[-1][1:] == (self.weight, self.header_route):
+            return
+        if not self.changes and (self.weight, self.header_route) == (0, False):
+            return
+        self.changes.append((now, self.weight, self.header_route))
+        if not self.rejecting:
+            self._accepted = len(self.changes)
 
 
 @dataclass(kw_only=True)
@@ -66,53 +109,46 @@ class RoutedWorld(World):
             base = dataclasses.replace(base, canary=canary)
         traffic = self.status.traffic
         desired = (traffic.desired_weight, traffic.desired_header_route) if traffic else (0, False)
-        return dataclasses.replace(base, route=self.route.view(desired))
+        return dataclasses.replace(base, route=self.route.view(desired, now))
 
     def _ready_canary(self, now: datetime) -> int:
         if self.canary is None:
             return 0
         return sum(p.ready(now) and p.image == self.canary.image for p in self.canary.pods)
 
-    def _check(self, now: datetime, when: str) -> None:
+    def _states(self, now: datetime) -> dict[str, tuple[int, bool]]:
+        """What sends traffic: the route object, and what the gateway serves."""
         route = self.route
+        return {"route": (route.weight, route.header_route), "gateway": route.served(now)}
+
+    def _check(self, now: datetime, when: str) -> None:
         routing = self.spec.traffic_routing
         if routing is None:
             return
         ready = self._ready_canary(now)
-        if route.weight > 0 and ready < routed_canary_replicas(route.weight, self.replicas):
-            self.violations.append(
-                f"{now} {when}: route sends {route.weight}% to {ready} Ready canary pods"
-            )
-        if route.header_route and ready < 1:
-            self.violations.append(f"{now} {when}: header route to a canary with no Ready pod")
-        if routing.dynamic_stable_scale:
-            need = math.ceil(self.replicas * (100 - route.weight) / 100)
-            stable_ready = sum(p.ready(now) for p in self.stable.pods)
-            if stable_ready < need:
+        for who, (weight, header) in self._states(now).items():
+            if weight > 0 and ready < routed_canary_replicas(weight, self.replicas):
                 self.violations.append(
-                    f"{now} {when}: stable has {stable_ready} Ready pods for {100 - route.weight}%"
+                    f"{now} {when}: {who} sends {weight}% to {ready} Ready canary pods"
                 )
+            if header and ready < 1:
+                self.violations.append(f"{now} {when}: {who} header route, no Ready canary pod")
+            if routing.dynamic_stable_scale:
+                need = math.ceil(self.replicas * (100 - weight) / 100)
+                stable_ready = sum(p.ready(now) for p in self.stable.pods)
+                if stable_ready < need:
+                    self.violations.append(
+                        f"{now} {when}: {who}: stable has {stable_ready} Ready pods "
+                        f"for {100 - weight}%"
+                    )
 
     def apply(self, actions: list[Action]) -> None:
         now = self._now
         assert now is not None
         route = self.route
         for action in actions:
-            sends = route.weight > 0 or route.header_route
-            match action:
-                case DeleteCanary() if sends:
-                    self.violations.append(f"{now}: canary deleted while the route sends to it")
-                case ScaleCanary(replicas=replicas) if self.canary is not None:
-                    if route.weight and replicas < routed_canary_replicas(
-                        route.weight, self.replicas
-                    ):
-                        self.violations.append(f"{now}: canary shrunk below its {route.weight}%")
-                    if sends and action.image != self.canary.image:
-                        self.violations.append(f"{now}: canary pods replaced while routed to")
-                case ScaleStable(replicas=replicas) | UpdateStable(replicas=replicas):
-                    share = math.ceil(self.replicas * (100 - route.weight) / 100)
-                    if replicas < share:
-                        self.violations.append(f"{now}: stable shrunk below its share")
+            for who, (weight, header) in self._states(now).items():
+                self._check_action(now, action, who, weight, header)
             if isinstance(action, SetTrafficWeight | SetHeaderRoute | ResetTraffic):
                 if route.conflict is not None:
                     continue  # another field manager owns the route: the write fails
@@ -122,10 +158,27 @@ class RoutedWorld(World):
                     route.header_route = action.enabled
                 else:
                     route.weight, route.header_route = 0, False
-                route.changes.append((now, route.weight, route.header_route))
+                route.record(now)
             self.order.append((now, type(action).__name__))
         super().apply(actions)
         self._check(now, "after acting")
+
+    def _check_action(
+        self, now: datetime, action: Action, who: str, weight: int, header: bool
+    ) -> None:
+        sends = weight > 0 or header
+        match action:
+            case DeleteCanary() if sends:
+                self.violations.append(f"{now}: canary deleted while the {who} sends to it")
+            case ScaleCanary(replicas=replicas) if self.canary is not None:
+                if weight and replicas < routed_canary_replicas(weight, self.replicas):
+                    self.violations.append(f"{now}: canary shrunk below its {weight}% ({who})")
+                if sends and action.image != self.canary.image:
+                    self.violations.append(f"{now}: canary pods replaced while the {who} sends")
+            case ScaleStable(replicas=replicas) | UpdateStable(replicas=replicas):
+                share = math.ceil(self.replicas * (100 - weight) / 100)
+                if replicas is not None and replicas < share:
+                    self.violations.append(f"{now}: stable shrunk below its share ({who})")
 
     def tick(self, now: datetime, *, lose_actions: bool = False) -> list[Action]:
         self._now = now

@@ -163,3 +163,55 @@ def test_istio_hosts_and_subsets() -> None:
         {"destination": {"host": "payments", "subset": "stable"}, "weight": 75},
         {"destination": {"host": "payments", "subset": "canary"}, "weight": 25},
     ]
+
+
+def _parent(
+    gateway: str, generation: int, accepted: str, resolved: str = "True", **why: str
+) -> dict[str, Any]:
+    """One gateway's entry in status.parents; `why` goes on the conditions that are not True."""
+
+    def cond(type_: str, status: str) -> dict[str, Any]:
+        c: dict[str, Any] = {"type": type_, "status": status, "observedGeneration": generation}
+        return c if status == "True" else {**c, **why}
+
+    return {
+        "parentRef": {"name": gateway, "sectionName": "https"},
+        "controllerName": "example.com/gateway",
+        "conditions": [cond("Accepted", accepted), cond("ResolvedRefs", resolved)],
+    }
+
+
+def _route_at(generation: int, *parents: dict[str, Any]) -> dict[str, Any]:
+    status = {"parents": list(parents)} if parents else {}
+    return {"metadata": {"name": "payments", "generation": generation}, "status": status}
+
+
+def test_gateway_verdict_reads_what_the_gateways_report() -> None:
+    verdict = gatewayapi.gateway_verdict
+    # Nobody reports (no gateway controller here): the object is all there is.
+    assert verdict(_route_at(3)) == (None, None)
+    assert verdict(_route_at(3, _parent("web", 3, "True"))) == (None, None)
+    # Behind by a generation: pending, naming the gateway and what it last saw.
+    rejected, pending = verdict(_route_at(4, _parent("web", 3, "True")))
+    assert rejected is None and pending is not None
+    assert (
+        "Gateway web (https)" in pending
+        and "generation 4" in pending
+        and "saw generation 3" in pending
+    )
+    # Accepted but the canary backend cannot be resolved: rejected, with the gateway's words.
+    unresolved = _parent(
+        "web", 4, "True", "False", reason="BackendNotFound", message="no payments-canary"
+    )
+    rejected, pending = verdict(_route_at(4, unresolved))
+    assert pending is None and rejected is not None
+    assert "BackendNotFound: no payments-canary" in rejected
+    # Refused by every gateway that reports: rejected.
+    refused = _parent("web", 4, "False", reason="NotAllowedByListeners")
+    rejected, _ = verdict(_route_at(4, refused))
+    assert rejected is not None and "not accepted by Gateway web" in rejected
+    # Refused by one gateway while another serves it: no reason to hold.
+    assert verdict(_route_at(4, refused, _parent("internal", 4, "True"))) == (None, None)
+    # Accepted still Unknown: the gateway has not decided yet.
+    undecided = _parent("web", 4, "Unknown")
+    assert verdict(_route_at(4, undecided))[1] is not None

@@ -175,6 +175,65 @@ def test_a_conflict_holds_the_release_and_is_reported_once() -> None:
     assert condition_status(world.status.conditions, "TrafficRouted") == "True"
 
 
+def _events(world: RoutedWorld, reason: str) -> list[RecordEvent]:
+    return [
+        a
+        for _, _, actions, _ in world.log
+        for a in actions
+        if isinstance(a, RecordEvent) and a.reason == reason
+    ]
+
+
+def test_a_route_the_gateway_rejects_holds_the_step_and_is_reported_once() -> None:
+    world = _world()
+    world.route.rejecting = True  # e.g. the canary Service is not resolvable
+    world.run(until=timedelta(minutes=20), every=TICK)
+    assert world.route.weight == 10  # the object says 10%, but nothing serves it
+    assert world.status.current_step_index == 0  # the 10-minute pause never counts as reached
+    routed = next(c for c in world.status.conditions if c.type == "TrafficRouted")
+    assert (routed.status, routed.reason) == ("False", "RouteRejected")
+    assert "BackendNotFound" in routed.message
+    assert len(_events(world, "RouteRejected")) == 1
+    assert _events(world, "RouteRejected")[0].type == "Warning"
+    world.route.accept()
+    now = T0 + timedelta(minutes=20)
+    for i in range(3):
+        world.tick(now + i * TICK)
+    assert world.status.current_step_index == 1
+    assert condition_status(world.status.conditions, "TrafficRouted") == "True"
+    assert not world.violations
+
+
+def test_a_rejected_route_does_not_hold_a_rollback() -> None:
+    world = _world(metric=breaking_at(T0 + timedelta(minutes=5)))
+    world.route.rejecting = True
+    world.run(until=timedelta(minutes=20), every=TICK)
+    assert world.status.phase == "RolledBack"
+    assert world.route.weight == 0 and world.canary is None
+    assert world.stable.replicas == 4
+
+
+def test_a_lagging_gateway_delays_the_step_and_the_scale_down_not_the_route() -> None:
+    world = _world(ready_delay=timedelta(seconds=0))
+    world.route.gateway_lag = timedelta(seconds=45)
+    world.tick(T0)
+    world.tick(T0 + TICK)  # canary Ready: 10% written
+    written = world.route.changes[0][0]
+    world.tick(written + TICK)
+    routed = next(c for c in world.status.conditions if c.type == "TrafficRouted")
+    assert (routed.status, routed.reason) == ("Unknown", "RoutePending")
+    assert not _events(world, "RoutePending")  # a few seconds of lag is no warning
+    now = written + 2 * TICK
+    while now < T0 + timedelta(hours=1):
+        world.tick(now)
+        now += TICK
+    assert world.status.phase == "Succeeded"
+    assert not world.violations
+    reset_at = world.route.changes[-1][0]
+    deleted_at = next(t for t, name in world.order if name == "DeleteCanary")
+    assert deleted_at - reset_at >= timedelta(seconds=45)
+
+
 def test_a_misconfigured_route_starts_no_canary() -> None:
     world = _world()
     world.route.problem = "Service app selects the canary pods too"

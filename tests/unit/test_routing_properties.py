@@ -5,6 +5,8 @@
 - nothing carrying traffic is scaled down while the route sends to it: a
   rollback resets the route first, and with dynamicStableScale stable keeps
   the pods its share needs;
+- all of that also for what a gateway that lags behind the route object
+  serves, whatever the lag;
 - every release ends with the route back on stable and the canary gone;
 - losing the actions of any tick (a crash after the status write) changes no outcome.
 """
@@ -42,6 +44,7 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
         "dynamic": draw(st.booleans()),
         "breach_minute": draw(st.one_of(st.none(), st.integers(0, 6 * 60))),
         "lost_ticks": draw(st.sets(st.integers(0, 400), max_size=20)),
+        "gateway_lag": timedelta(seconds=draw(st.sampled_from([0, 0, 20, 45, 90, 300]))),
     }
 
 
@@ -57,6 +60,7 @@ def _run(plan: dict[str, object]) -> RoutedWorld:
         replicas=plan["replicas"],  # type: ignore[arg-type]
         ready_delay=plan["ready_delay"],  # type: ignore[arg-type]
     )
+    world.route.gateway_lag = plan["gateway_lag"]  # type: ignore[assignment]
     run_ticks(world, SPAN, plan["tick"], plan["lost_ticks"])
     return world
 

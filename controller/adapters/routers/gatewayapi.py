@@ -19,6 +19,7 @@ owns `spec.rules`, the apply conflicts and the conflict is reported.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from controller.adapters.routers.applying import HTTP_ROUTE, Objects, apply_body
@@ -129,6 +130,69 @@ def render_rules(
     return out
 
 
+def _parent_name(ref: Mapping[str, Any]) -> str:
+    kind = ref.get("kind", "Gateway")
+    name = "/".join(str(p) for p in (ref.get("namespace"), ref.get("name")) if p)
+    section = f" ({ref['sectionName']})" if ref.get("sectionName") else ""
+    return f"{kind} {name}{section}"
+
+
+def _explained(condition: Mapping[str, Any]) -> str:
+    reason, message = condition.get("reason") or "", condition.get("message") or ""
+    return ": ".join(p for p in (reason, message) if p) or f"status {condition.get('status')}"
+
+
+def gateway_verdict(route: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(rejected, pending) from the gateways' own report in `status.parents`.
+
+    - pending: a gateway has not yet reported on the latest generation (its
+      conditions carry an older `observedGeneration`, or Accepted is Unknown);
+    - rejected: the gateways that report have all refused the route, or one
+      that accepted it cannot resolve its backends (it answers requests for
+      them with errors; the canary's own metrics would see no traffic).
+
+    A gateway that refuses the route while another accepts it does not serve
+    it, and is no reason to hold. No report at all (no gateway controller
+    watches this route, or none is installed) cannot be told apart from a
+    slow one; it is read as "as the object says", which is all there is.
+    """
+    name = (route.get("metadata") or {}).get("name", "")
+    generation = (route.get("metadata") or {}).get("generation")
+    parents = ((route.get("status") or {}).get("parents")) or []
+    behind, refused, unresolved, accepted = [], [], [], 0
+    for parent in parents:
+        who = _parent_name(parent.get("parentRef") or {})
+        conditions = {c.get("type"): c for c in parent.get("conditions") or []}
+        seen = [
+            c.get("observedGeneration")
+            for c in conditions.values()
+            if c.get("type") in ("Accepted", "ResolvedRefs")
+        ]
+        stale = [g for g in seen if g is not None and generation is not None and g < generation]
+        accepted_c = conditions.get("Accepted")
+        if stale or accepted_c is None or accepted_c.get("status") not in ("True", "False"):
+            last = f" (it last saw generation {min(stale)})" if stale else ""
+            behind.append(f"{who}{last}")
+            continue
+        if accepted_c.get("status") == "False":
+            refused.append(f"{who}: {_explained(accepted_c)}")
+            continue
+        accepted += 1
+        resolved = conditions.get("ResolvedRefs")
+        if resolved is not None and resolved.get("status") != "True":
+            unresolved.append(f"{who}: {_explained(resolved)}")
+    rejected = None
+    if unresolved:
+        rejected = f"HTTPRoute {name}: backends not resolved by " + "; ".join(unresolved)
+    elif refused and not accepted and not behind:
+        rejected = f"HTTPRoute {name} not accepted by " + "; ".join(refused)
+    pending = None
+    if behind:
+        at = f" generation {generation} of" if generation is not None else ""
+        pending = f"waiting for {', '.join(behind)} to process{at} HTTPRoute {name}"
+    return rejected, pending
+
+
 class GatewayAPIRouter(RouterBase):
     kind: RouterKind = "gatewayAPI"
 
@@ -185,7 +249,10 @@ class GatewayAPIRouter(RouterBase):
         if problem is None and (weight, header) != (intent.weight, intent.header_route):
             body = self._body(live, rules, intent.weight, intent.header_route)
             conflict = self.objects.conflict_of(HTTP_ROUTE, body)
-        return RouteView(weight, header, conflict=conflict, problem=problem)
+        rejected, pending = gateway_verdict(live)
+        return RouteView(
+            weight, header, conflict=conflict, problem=problem, rejected=rejected, pending=pending
+        )
 
     def _apply(self, weight: int | None, header: bool | None) -> tuple[int, bool]:
         live, rules = self._read()
