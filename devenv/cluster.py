@@ -6,7 +6,9 @@ those semantics in Python would test our assumptions, not Kubernetes. There is
 no Docker here, so we run the upstream binaries directly: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, and kwok, which plays kubelet for a
 few fake nodes (it moves scheduled pods to Running/Ready, completes Job pods,
-and on request fails or crash-loops pods; see ``POD_BEHAVIOR_LABEL``).
+and on request fails or crash-loops pods; see ``POD_BEHAVIOR_LABEL``). kwok
+also serves the kubelet API on loopback, so `kubectl logs` works: every
+container's log is ``pod_log_file``.
 
 Python API::
 
@@ -148,6 +150,23 @@ class Pki:
         return self.root / "front-proxy.key"
 
     @property
+    def kubelet_crt(self) -> Path:
+        """kwok's serving cert: the apiserver reaches "kubelets" (for pods/log) over TLS."""
+        return self.root / "kubelet.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.root / "kubelet.key"
+
+    @property
+    def kubelet_client_crt(self) -> Path:
+        return self.root / "kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.root / "kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.root / "sa.key"
 
@@ -188,7 +207,7 @@ def generate_pki(root: Path) -> Pki:
     """
     root.mkdir(parents=True, exist_ok=True)
     pki = Pki(root)
-    for name in ("ca", "apiserver", "admin", "front-proxy", "sa"):
+    for name in ("ca", "apiserver", "admin", "front-proxy", "kubelet", "kubelet-client", "sa"):
         _ec_key(root / f"{name}.key")
     _openssl(
         "req",
@@ -223,6 +242,22 @@ def generate_pki(root: Path) -> Pki:
         pki,
         "front-proxy",
         "/CN=front-proxy-client",
+        ["extendedKeyUsage=clientAuth", "basicConstraints=critical,CA:FALSE"],
+    )
+    _signed_cert(
+        pki,
+        "kubelet",
+        "/CN=kwok-kubelet",
+        [
+            "subjectAltName=IP:127.0.0.1",
+            "extendedKeyUsage=serverAuth",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    )
+    _signed_cert(
+        pki,
+        "kubelet-client",
+        "/O=system:masters/CN=kube-apiserver-kubelet-client",
         ["extendedKeyUsage=clientAuth", "basicConstraints=critical,CA:FALSE"],
     )
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
@@ -492,9 +527,30 @@ def kwok_stages() -> list[dict[str, Any]]:
     ]
 
 
-def write_kwok_config(path: Path) -> Path:
-    """kwok's --config: the stages as JSON documents (JSON is YAML)."""
-    path.write_text("\n---\n".join(json.dumps(s, indent=1) for s in kwok_stages()) + "\n")
+def pod_logs(logs_file: Path) -> dict[str, Any]:
+    """Every fake container "prints" `logs_file` (CRI log format, as a runtime writes it).
+
+    kwok serves `kubectl logs` from files: whatever a test writes there is what
+    the apiserver returns for any pod's log, through the same pods/log path as
+    a real kubelet.
+    """
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterLogs",
+        "metadata": {"name": "pod-logs"},
+        "spec": {"selector": {}, "logs": [{"logsFile": str(logs_file)}]},
+    }
+
+
+def cri_log(text: str, when: str = "2026-01-01T00:00:00.000000000Z") -> str:
+    """`text` as a container runtime stores stdout: one `<time> stdout F <line>` per line."""
+    return "".join(f"{when} stdout F {line}\n" for line in text.split("\n"))
+
+
+def write_kwok_config(path: Path, logs_file: Path | None = None) -> Path:
+    """kwok's --config: the stages (and pod logs) as JSON documents (JSON is YAML)."""
+    docs = kwok_stages() + ([pod_logs(logs_file)] if logs_file is not None else [])
+    path.write_text("\n---\n".join(json.dumps(s, indent=1) for s in docs) + "\n")
     return path
 
 
@@ -742,10 +798,11 @@ class Ports:
     apiserver: int
     controller_manager: int
     scheduler: int
+    kubelet: int  # kwok's kubelet API (pods/log), one port for every fake node
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+        return cls(*(free_port() for _ in range(6)))
 
 
 @dataclass
@@ -838,7 +895,7 @@ class LocalCluster:
         assert self.ports is not None
         generate_pki(self.pki.root)
         write_kubeconfig(self.kubeconfig, self.server, self.pki)
-        write_kwok_config(self.state_dir / "kwok.yaml")
+        write_kwok_config(self.state_dir / "kwok.yaml", self.pod_log_file)
         etcd_health = f"http://127.0.0.1:{self.ports.etcd}/health"
         self._launch("etcd", detach)
         self._wait(lambda: _http_ok(etcd_health), "etcd /health", deadline)
@@ -930,6 +987,11 @@ class LocalCluster:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki.front_proxy_crt}",
                 f"--proxy-client-key-file={pki.front_proxy_key}",
+                # pods/log goes to kwok's kubelet API, verified like a real kubelet.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={pki.ca_crt}",
+                f"--kubelet-client-certificate={pki.kubelet_client_crt}",
+                f"--kubelet-client-key={pki.kubelet_client_key}",
                 # No kubelets exist; without this the apiserver keeps trying to
                 # publish a loopback IP as the `kubernetes` endpoint.
                 "--endpoint-reconciler-type=none",
@@ -959,6 +1021,12 @@ class LocalCluster:
                 # stage, so the node-lifecycle controller never marks nodes NotReady.
                 "--node-lease-duration-seconds=40",
                 f"--cidr={POD_CIDR}",
+                # The kubelet API (pods/log) on loopback, at each node's InternalIP.
+                "--node-ip=127.0.0.1",
+                f"--node-port={p.kubelet}",
+                f"--server-address=127.0.0.1:{p.kubelet}",
+                f"--tls-cert-file={pki.kubelet_crt}",
+                f"--tls-private-key-file={pki.kubelet_key}",
             ],
         }
         return args[name]
@@ -1011,6 +1079,11 @@ class LocalCluster:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def pod_log_file(self) -> Path:
+        """What every fake container's log reads as (write it with `cri_log`)."""
+        return self.state_dir / "pod.log"
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60.0

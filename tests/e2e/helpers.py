@@ -125,6 +125,7 @@ class Releases:
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.namespace = namespace
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -4,17 +4,26 @@ A release whose gates fail is Blocked with the reason and starts nothing;
 fixing the cause (creating a Secret key, running the migration, deleting a
 failed Job) is enough for it to start, because the gates are re-checked
 while it waits.
+
+The migration files inside an image are printed by a Job and read back
+through pods/log. kwok runs no container, so the test runs the Job's own
+script (`EXTRACT_SCRIPT`) with the real `sh` on a directory laid out like
+the image, and kwok serves that output as the pod's log; everything from
+the Job to the verdict is the controller's real path.
 """
 
 from __future__ import annotations
 
 import base64
+import pathlib
+import subprocess
 from typing import Any
 
 import psycopg
 from kubernetes import client
 
-from devenv.cluster import POD_BEHAVIOR_LABEL
+from controller.adapters.kubernetes_gates import EXTRACT_CONTAINER, EXTRACT_SCRIPT
+from devenv.cluster import POD_BEHAVIOR_LABEL, LocalCluster, cri_log
 from devenv.postgres import free_port
 from tests.e2e.conftest import ControllerFactory
 from tests.e2e.helpers import Releases, deployment, release, wait_for
@@ -231,3 +240,68 @@ def test_database_down_then_missing_migrations_block_until_the_seed_migrations_r
         conn.execute(SEED_MIGRATIONS)
     done = releases.wait_phase(APP, "Succeeded", timeout=120)
     assert _result(done, "schema")["verdict"] == "pass"
+
+
+def _image_prints(cluster: LocalCluster, root: pathlib.Path, files: dict[str, str]) -> None:
+    """Lay out /app/migrations as the image holds it; its extraction output is the pod log."""
+    migrations = root / "app" / "migrations"
+    migrations.mkdir(parents=True, exist_ok=True)
+    for old in migrations.iterdir():
+        old.unlink()
+    for name, sql in files.items():
+        (migrations / name).write_text(sql)
+    printed = subprocess.run(
+        ["sh", "-c", EXTRACT_SCRIPT, "sh", str(migrations)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cluster.pod_log_file.write_text(cri_log(printed))
+
+
+ADD_NOTE = "ALTER TABLE orders ADD COLUMN note text;\n"
+DROP_LEGACY = "-- v2 cleans up\nALTER TABLE orders DROP COLUMN legacy;\n"
+
+
+def test_migration_files_in_the_image_are_linted_and_a_breaking_one_blocks(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    cluster: LocalCluster,
+    tmp_path: pathlib.Path,
+) -> None:
+    image_root = tmp_path / "image"
+    lint = {"lint": {"image": {"path": "/app/migrations", "timeout": "1m"}}}
+    releases.create_deployment(APP, 2, IMAGE.format("v1"))
+    releases.create(_gated_release(gates={"migrations": lint}))
+    controller(namespace)
+    releases.wait_phase(APP, "Idle", timeout=30)
+
+    _image_prints(
+        cluster,
+        image_root,
+        {"001_note.sql": ADD_NOTE, "002_legacy.sql": DROP_LEGACY, "README.md": "not SQL"},
+    )
+    releases.set_tag(APP, "v2")
+    blocked = _wait_reason(releases, "Blocked", "UnsafeMigration")
+    result = _result(blocked, "migration-lint")
+    assert result["verdict"] == "fail"
+    assert any(
+        line.startswith("002_legacy.sql:2: breaking") and "DROP COLUMN" in line
+        for line in result["evidence"]
+    ), result["evidence"]
+    assert not any(line.startswith("001_note.sql") for line in result["evidence"])
+    assert releases.deployment(f"{APP}-canary") is None
+    jobs = releases.batch.list_namespaced_job(namespace).items
+    assert len(jobs) == 1
+    container = jobs[0].spec.template.spec.containers[0]
+    assert container.name == EXTRACT_CONTAINER
+    assert container.image == IMAGE.format("v2")  # the release's image, at its tag
+    assert container.command == ["sh", "-c", EXTRACT_SCRIPT, "sh", "/app/migrations"]
+
+    # v3 ships only the additive migration: its own Job, its own verdict, and it starts.
+    _image_prints(cluster, image_root, {"001_note.sql": ADD_NOTE})
+    releases.set_tag(APP, "v3")
+    done = releases.wait_phase(APP, "Succeeded", timeout=120)
+    assert _result(done, "migration-lint")["verdict"] == "pass"
+    assert len(releases.batch.list_namespaced_job(namespace).items) == 2
