@@ -37,6 +37,7 @@ from controller.runtime.caches import (
 )
 from controller.runtime.clients import api_client
 from controller.runtime.gate_checks import GateChecker
+from controller.runtime.measuring import AnalysisInterrupted
 from controller.runtime.reconcile import Outcome, reconcile
 from controller.runtime.workqueue import WakeQueue, Workers
 
@@ -81,6 +82,9 @@ def reconcile_key(key: ReleaseKey) -> float | None:
             result = "conflict"
             log.debug("status conflict, reconciling again", attempt=attempt)
             _cluster().refresh_release(namespace, name)
+        except AnalysisInterrupted:
+            result = "interrupted"
+            log.info("analysis interrupted by a command or spec change; answering it first")
         finally:
             metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
             structlog.contextvars.clear_contextvars()

@@ -1,6 +1,8 @@
 """One round of analysis: every metric, both tracks, one evaluation instant.
 
 Shared by the live runtime and replay, so both judge exactly the same queries.
+The runtime wraps its source in `Interruptible`, so an analysis already in
+flight gives way to a human's command between two queries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,34 @@ from controller.engine.analysis import analysis_window, release_window
 from controller.engine.observations import Measurement, TrackCounts
 from controller.engine.queries import TRACKS, range_seconds, render_query
 from controller.judge import normalise, parse_le
+
+
+class AnalysisInterrupted(Exception):
+    """A command or spec change arrived mid-analysis: answer it first, analyse after."""
+
+
+class Interruptible:
+    """A MetricsSource that checks `interrupted` before each query.
+
+    A slow Prometheus makes each query last up to its timeout times its
+    attempts; without this an `abort` sent while an analysis runs would wait
+    for every remaining query. With it, it waits for the one in flight.
+    """
+
+    def __init__(self, source: MetricsSource, interrupted: Callable[[], bool]) -> None:
+        self.source, self.interrupted = source, interrupted
+
+    def _check(self) -> None:
+        if self.interrupted():
+            raise AnalysisInterrupted("a command or spec change arrived during the analysis")
+
+    def query(self, promql: str, at: datetime) -> float | None:
+        self._check()
+        return self.source.query(promql, at)
+
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        self._check()
+        return self.source.query_vector(promql, at)
 
 
 def measure(

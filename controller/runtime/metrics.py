@@ -45,7 +45,8 @@ ROLLBACKS = Counter(
 PROMOTIONS = Counter("canary_promotions_total", "Releases promoted to all replicas", RELEASE)
 RECONCILE_SECONDS = Histogram(
     "canary_reconcile_duration_seconds",
-    "Time for one reconcile (observe, decide, write, act), by result (ok, conflict, error)",
+    "Time for one reconcile (observe, decide, write, act), by result "
+    "(ok, conflict, interrupted, error)",
     ["result"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

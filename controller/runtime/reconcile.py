@@ -4,12 +4,14 @@ Level-triggered and idempotent: it reads everything it needs, so it may run
 any number of times, from a timer or from a watch event, and after a crash.
 Status is written before the actions so that a decision is never acted on
 unless it was recorded; a 409 means a newer object exists and the caller
-simply reconciles again.
+simply reconciles again. So does `AnalysisInterrupted`: a command or spec
+change that arrives while Prometheus is being queried stops the analysis at
+the next query, and the next pass answers it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -29,7 +31,7 @@ from controller.engine.observations import CanaryPods, Observed
 from controller.engine.watching import watch_due
 from controller.runtime.auditing import measure_audit_log
 from controller.runtime.gate_checks import GateChecker, check_gates, gate_request, observe_hooks
-from controller.runtime.measuring import measure
+from controller.runtime.measuring import Interruptible, measure
 from controller.runtime.metrics import record_measurements, record_status
 from controller.runtime.notifying import notify
 from controller.runtime.routing import apply_traffic, observe_route
@@ -95,11 +97,20 @@ def reconcile(
     # A human's command or a spec change is answered at once: an analysis that
     # happens to be due waits for the next pass (about a second later), so an
     # `abort` never queues behind Prometheus queries, and a slow Prometheus
-    # cannot hold it for minutes.
-    answering = generation != status.observed_generation or command_pending(command, status)
+    # cannot hold it for minutes. One that arrives while the queries run
+    # stops them at the next query (the watch has updated the cached release).
+    answering = _answering(release, status)
+
+    def interrupted() -> bool:
+        latest = cluster.read_release(namespace, name)
+        return latest is None or (latest is not release and _answering(latest, status))
+
+    def source_for(address: str) -> MetricsSource:
+        return Interruptible(metrics_for(address), interrupted)
+
     measurements = None
     if spec.analysis is not None and not answering and analysis_due(spec, status, now):
-        source = metrics_for(spec.analysis.prometheus.address)
+        source = source_for(spec.analysis.prometheus.address)
         measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
         record_measurements(namespace, name, measurements)
     audit = None
@@ -119,7 +130,7 @@ def reconcile(
     watch_address = spec.post_promotion_address()
     if watch_address is not None and not answering and watch_due(spec, status, now):
         after = measure_after_promotion(
-            metrics_for(watch_address), spec, status, namespace=namespace, name=name, at=now
+            source_for(watch_address), spec, status, namespace=namespace, name=name, at=now
         )
     router, route = observe_route(cluster, release, spec, status) if target else (None, None)
     observed = Observed(
@@ -141,6 +152,14 @@ def reconcile(
         observed = replace(observed, gates=checked)
         new_status, actions = decide(spec, status, observed, now)
     return _commit(cluster, release, spec, status, new_status, actions, router)
+
+
+def _answering(release: Mapping[str, Any], status: CanaryReleaseStatus) -> bool:
+    """A spec change or a human's command not yet answered: these go before analysis."""
+    meta = release["metadata"]
+    generation = int(meta.get("generation") or 1)
+    command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
+    return generation != status.observed_generation or command_pending(command, status)
 
 
 def _commit(

@@ -20,7 +20,7 @@ from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import CapacityWatch, Releases, adopted, healthy_traffic, release
+from tests.e2e.helpers import CapacityWatch, Releases, adopted, healthy_traffic, release, wait_for
 
 NO_POLLING = {"CANARY_RECONCILE_INTERVAL": "3600", "CANARY_RESYNC_INTERVAL": "3600"}
 
@@ -106,5 +106,42 @@ def test_a_command_is_answered_before_an_analysis_that_is_due(
         status = releases.wait_phase("payments", "RolledBack", timeout=60)
         assert status["reason"] == "Aborted" and status["lastCommand"] == "abort 1"
         assert slow.requests == 0, "the abort waited for an analysis"
+    finally:
+        slow.stop()
+
+
+def test_a_command_interrupts_an_analysis_in_flight(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    """`abort` while an analysis is querying a Prometheus that answers in 8 s (timeout 5 s).
+
+    The analysis has two metrics; a query that times out three times makes
+    its metric unreachable, and the next metric is queried. The abort
+    arrives during the first attempt of the first metric's query: that query
+    runs out its attempts, the second metric's is never sent, and the next
+    pass answers the abort.
+    """
+    healthy_traffic(traffic, namespace)
+    slow = FaultyPrometheus(prometheus.url, slow_s=8)
+    try:
+        steps = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
+        body = release("payments", "v1", slow.url, steps=steps, interval="3s")
+        metrics = body["spec"]["analysis"]["metrics"]
+        metrics.append({**metrics[0], "name": "error-rate-again"})
+        adopted(releases, body, 4, lambda: controller(namespace))
+        releases.set_tag("payments", "v2")
+        releases.wait_phase("payments", "Paused", timeout=60)
+        slow.mode = "slow"
+        before = slow.requests
+        wait_for(lambda: slow.requests > before, 30, "an analysis querying the slow Prometheus")
+        releases.patch("payments", {"metadata": {"annotations": {"canary.dev/command": "abort"}}})
+        status = releases.wait_phase("payments", "RolledBack", timeout=60)
+        assert status["reason"] == "Aborted"
+        sent = slow.requests - before
+        assert sent <= 3, f"{sent} queries after the abort: the analysis did not give way"
     finally:
         slow.stop()
