@@ -38,11 +38,14 @@ from controller.runtime.caches import (
 from controller.runtime.clients import api_client
 from controller.runtime.gate_checks import GateChecker
 from controller.runtime.measuring import AnalysisInterrupted
-from controller.runtime.reconcile import Outcome, reconcile
+from controller.runtime.reconcile import Outcome, needs_answer, reconcile
 from controller.runtime.workqueue import WakeQueue, Workers
 
 log = structlog.get_logger("controller.handlers")
 CONFLICT_ATTEMPTS = 3
+#: Workers that take only releases with a command or spec change to answer
+#: (which query no Prometheus), so a command never waits for a busy pool.
+URGENT_WORKERS = 1
 MIN_DELAY_S = 1.0  # a deadline already passed is served now, but never in a tight loop
 EVENT_HEAD_START_S = 10.0  # a change is served before deadline work less than this late
 
@@ -126,7 +129,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["pods"] = f"{TRACK_LABEL}=canary"
     ratelimit.PROMETHEUS.configure(knobs.PROMETHEUS_QPS, knobs.PROMETHEUS_BURST)
     ratelimit.KUBERNETES.configure(knobs.KUBE_QPS, knobs.KUBE_BURST)
-    workers = Workers(queue, reconcile_key, knobs.WORKERS, on_lateness=_picked_up)
+    workers = Workers(
+        queue, reconcile_key, knobs.WORKERS, on_lateness=_picked_up, reserved=URGENT_WORKERS
+    )
     workers.start()
     _workers.append(workers)
 
@@ -174,7 +179,8 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
         queue.forget(key)
         metrics.forget_release(*key)
     elif releases.put(body):  # not the echo of our own status write
-        queue.wake(key, head_start=EVENT_HEAD_START_S)
+        # A command or spec change may also go to the reserved worker.
+        queue.wake(key, head_start=EVENT_HEAD_START_S, urgent=needs_answer(body))
 
 
 @kopf.on.event("apps", "v1", "deployments")

@@ -99,11 +99,11 @@ def reconcile(
     # `abort` never queues behind Prometheus queries, and a slow Prometheus
     # cannot hold it for minutes. One that arrives while the queries run
     # stops them at the next query (the watch has updated the cached release).
-    answering = _answering(release, status)
+    answering = needs_answer(release, status)
 
     def interrupted() -> bool:
         latest = cluster.read_release(namespace, name)
-        return latest is None or (latest is not release and _answering(latest, status))
+        return latest is None or (latest is not release and needs_answer(latest, status))
 
     def source_for(address: str) -> MetricsSource:
         return Interruptible(metrics_for(address), interrupted)
@@ -154,9 +154,18 @@ def reconcile(
     return _commit(cluster, release, spec, status, new_status, actions, router)
 
 
-def _answering(release: Mapping[str, Any], status: CanaryReleaseStatus) -> bool:
-    """A spec change or a human's command not yet answered: these go before analysis."""
-    meta = release["metadata"]
+def needs_answer(release: Mapping[str, Any], status: CanaryReleaseStatus | None = None) -> bool:
+    """A spec change or a human's command not yet answered: these go before analysis.
+
+    Without `status`, the release's own (a watch event's body); one that does
+    not parse is left to reconcile to report.
+    """
+    if status is None:
+        try:
+            status = CanaryReleaseStatus.model_validate(release.get("status") or {})
+        except ValidationError:
+            return False
+    meta = release.get("metadata") or {}
     generation = int(meta.get("generation") or 1)
     command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
     return generation != status.observed_generation or command_pending(command, status)

@@ -11,6 +11,12 @@ Like client-go's workqueue, a release is never reconciled by two workers at
 once: a wake that arrives while it runs is remembered and served right after.
 A reconcile that raises is retried with exponential backoff, or after the
 `Retry-After` the server asked for.
+
+A human's command must not wait for a free worker when every worker is
+busy with analyses against a slow Prometheus (each query up to its timeout
+times its attempts). So a wake can be `urgent` (a command or spec change to
+answer, which queries nothing), and `Workers` keeps one thread that takes
+only urgent keys: it is free whenever one arrives.
 """
 
 from __future__ import annotations
@@ -42,20 +48,27 @@ class WakeQueue(Generic[K]):
         self._running: set[K] = set()
         self._again: dict[K, float] = {}  # woken while running: served after `done`
         self._head: dict[K, float] = {}  # head starts given, so lateness is reported truly
+        self._urgent: set[K] = set()  # a command waits: the reserved worker may take these
+        self._urgent_heap: list[tuple[float, int, K]] = []
         self._order = itertools.count()
         self._closed = False
 
-    def wake(self, key: K, at: float | None = None, *, head_start: float = 0.0) -> None:
+    def wake(
+        self, key: K, at: float | None = None, *, head_start: float = 0.0, urgent: bool = False
+    ) -> None:
         """Reconcile `key` no later than `at` (monotonic seconds; now when None).
 
         `head_start` puts it ahead of work that is less than that late: a watch
         event (someone changed something) before a deadline that can wait a
-        little, when the workers are saturated.
+        little, when the workers are saturated. `urgent` also lets the
+        reserved worker take it.
         """
         at = (self._clock() if at is None else at) - head_start
         with self._cond:
             if head_start:
                 self._head[key] = head_start
+            if urgent:
+                self._urgent.add(key)
             if key in self._running:
                 self._again[key] = min(self._again.get(key, math.inf), at)
                 return
@@ -64,32 +77,47 @@ class WakeQueue(Generic[K]):
     def _push(self, key: K, at: float) -> None:
         current = self._due.get(key)
         if current is not None and current <= at:
+            if key in self._urgent:  # already queued, earlier: the reserved worker may take it
+                heapq.heappush(self._urgent_heap, (current, next(self._order), key))
+                self._cond.notify_all()
             return
         self._due[key] = at
-        heapq.heappush(self._heap, (at, next(self._order), key))
-        self._cond.notify()
+        entry = (at, next(self._order), key)
+        heapq.heappush(self._heap, entry)
+        if key in self._urgent:
+            heapq.heappush(self._urgent_heap, entry)
+        self._cond.notify_all()  # the reserved worker must not swallow an ordinary wake
 
-    def take(self, timeout: float | None = None) -> tuple[K, float] | None:
-        """The next due key and how late it is; None on timeout or once closed."""
+    def take(
+        self, timeout: float | None = None, *, urgent_only: bool = False
+    ) -> tuple[K, float] | None:
+        """The next due key and how late it is; None on timeout or once closed.
+
+        With `urgent_only`, only keys woken as urgent (the reserved worker).
+        """
         give_up = None if timeout is None else self._clock() + timeout
         with self._cond:
             while not self._closed:
                 now = self._clock()
-                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
-                    heapq.heappop(self._heap)  # superseded by an earlier wake, or taken
-                if self._heap and self._heap[0][0] <= now:
-                    at, _, key = heapq.heappop(self._heap)
+                heap = self._urgent_heap if urgent_only else self._heap
+                while heap and not self._current(heap[0], urgent_only):
+                    heapq.heappop(heap)  # superseded by an earlier wake, or taken
+                if heap and heap[0][0] <= now:
+                    at, _, key = heapq.heappop(heap)
                     del self._due[key]
+                    self._urgent.discard(key)
                     self._running.add(key)
                     return key, max(0.0, now - at - self._head.pop(key, 0.0))
-                waits = [w for w in (self._next_in(now), _left(give_up, now)) if w is not None]
+                next_in = heap[0][0] - now if heap else None
+                waits = [w for w in (next_in, _left(give_up, now)) if w is not None]
                 if give_up is not None and now >= give_up:
                     return None
                 self._cond.wait(min(waits) if waits else None)
             return None
 
-    def _next_in(self, now: float) -> float | None:
-        return self._heap[0][0] - now if self._heap else None
+    def _current(self, entry: tuple[float, int, K], urgent_only: bool) -> bool:
+        at, _, key = entry
+        return self._due.get(key) == at and (not urgent_only or key in self._urgent)
 
     def done(self, key: K, next_at: float | None) -> None:
         """`key` finished; queue it again at `next_at`, or sooner if it was woken meanwhile."""
@@ -106,6 +134,7 @@ class WakeQueue(Generic[K]):
             self._due.pop(key, None)
             self._again.pop(key, None)
             self._head.pop(key, None)
+            self._urgent.discard(key)
 
     def close(self) -> None:
         with self._cond:
@@ -168,7 +197,10 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 class Workers(Generic[K]):
-    """`count` threads taking due keys; `handle` returns when the key is next due (or None)."""
+    """`count` threads taking due keys; `handle` returns when the key is next due (or None).
+
+    `reserved` more threads take only urgent keys (see the module docstring).
+    """
 
     def __init__(
         self,
@@ -179,6 +211,7 @@ class Workers(Generic[K]):
         backoff: Backoff | None = None,
         on_lateness: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reserved: int = 0,
     ) -> None:
         self.queue, self._handle, self._clock = queue, handle, clock
         self._backoff = backoff or Backoff()
@@ -187,6 +220,9 @@ class Workers(Generic[K]):
         self._threads = [
             threading.Thread(target=self._loop, name=f"reconcile-{i}", daemon=True)
             for i in range(max(1, count))
+        ] + [
+            threading.Thread(target=self._loop, args=(True,), name=f"urgent-{i}", daemon=True)
+            for i in range(reserved)
         ]
 
     def start(self) -> None:
@@ -198,8 +234,8 @@ class Workers(Generic[K]):
         for thread in self._threads:
             thread.join(timeout)
 
-    def _loop(self) -> None:
-        while (taken := self.queue.take()) is not None:
+    def _loop(self, urgent_only: bool = False) -> None:
+        while (taken := self.queue.take(urgent_only=urgent_only)) is not None:
             key, late = taken
             if self._on_lateness is not None:
                 self._on_lateness(late)

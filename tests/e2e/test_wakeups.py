@@ -145,3 +145,42 @@ def test_a_command_interrupts_an_analysis_in_flight(
         assert sent <= 3, f"{sent} queries after the abort: the analysis did not give way"
     finally:
         slow.stop()
+
+
+def test_a_command_does_not_wait_for_a_worker_busy_with_a_slow_analysis(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    traffic: TrafficSimulator,
+    prometheus: PrometheusServer,
+) -> None:
+    """One ordinary worker, held by a release analysing against a Prometheus slower than
+    its timeout; `abort` on another release goes to the reserved worker.
+
+    The busy release's analysis is two metrics of three 5 s attempts each (six
+    requests). Waiting for a free worker would mean waiting for all six; the
+    abort is answered while the first metric's query is still being retried.
+    """
+    healthy_traffic(traffic, namespace)
+    slow = FaultyPrometheus(prometheus.url, slow_s=8)
+    try:
+        steps = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
+        busy = release("payments", "v1", slow.url, steps=steps, interval="3s")
+        metrics = busy["spec"]["analysis"]["metrics"]
+        metrics.append({**metrics[0], "name": "error-rate-again"})
+        adopted(releases, busy, 4, lambda: controller(namespace, CANARY_WORKERS="1"))
+        adopted(releases, release("orders", "v1", None, steps=steps), 4, lambda: None)
+        releases.set_tag("payments", "v2")
+        releases.set_tag("orders", "v2")
+        releases.wait_phase("payments", "Paused", timeout=60)
+        releases.wait_phase("orders", "Paused", timeout=60)
+        slow.mode = "slow"
+        before = slow.requests
+        wait_for(lambda: slow.requests > before, 30, "an analysis holding the only worker")
+        releases.patch("orders", {"metadata": {"annotations": {"canary.dev/command": "abort"}}})
+        status = releases.wait_phase("orders", "RolledBack", timeout=60)
+        assert status["reason"] == "Aborted"
+        sent = slow.requests - before
+        assert sent <= 3, f"the abort waited for the busy worker ({sent} queries went first)"
+    finally:
+        slow.stop()

@@ -1,4 +1,4 @@
-"""An analysis gives way between two queries once a command is waiting."""
+"""An analysis gives way between two queries once a command is waiting; what counts as one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from controller.adapters.kubernetes import COMMAND_ANNOTATION
 from controller.runtime.measuring import AnalysisInterrupted, Interruptible
+from controller.runtime.reconcile import needs_answer
 
 AT = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -35,3 +37,19 @@ def test_queries_pass_through_until_interrupted_then_none_is_sent() -> None:
     with pytest.raises(AnalysisInterrupted):
         wrapped.query_vector("buckets", AT)
     assert source.sent == ["up", "buckets"]
+
+
+def _body(generation: int, command: str | None, status: dict[str, object]) -> dict[str, object]:
+    annotations = {COMMAND_ANNOTATION: command} if command is not None else {}
+    meta = {"name": "payments", "generation": generation, "annotations": annotations}
+    return {"metadata": meta, "status": status}
+
+
+def test_what_needs_an_answer_before_any_analysis() -> None:
+    answered = {"observedGeneration": 3, "lastCommand": "pause 1"}
+    assert not needs_answer(_body(3, None, answered))
+    assert not needs_answer(_body(3, "pause 1", answered))  # handled already
+    assert not needs_answer(_body(3, "", answered))  # an empty annotation is no command
+    assert needs_answer(_body(3, "abort", answered))
+    assert needs_answer(_body(4, None, answered))  # a spec change
+    assert not needs_answer(_body(3, "abort", {"phase": "NoSuchPhase"}))  # left to reconcile

@@ -164,6 +164,66 @@ def test_a_change_is_served_before_deadline_work_that_can_wait() -> None:
     assert queue.take(timeout=0) == ("changed", 0.0)
 
 
+def test_the_reserved_lane_takes_only_urgent_keys() -> None:
+    clock = Clock()
+    queue: WakeQueue[str] = WakeQueue(clock)
+    queue.wake("deadline")
+    queue.wake("command", urgent=True)
+    assert queue.take(timeout=0, urgent_only=True) == ("command", 0.0)
+    assert queue.take(timeout=0, urgent_only=True) is None  # an ordinary wake is not for it
+    assert queue.take(timeout=0) == ("deadline", 0.0)
+    # Already queued (earlier, as a deadline), then a command arrives: urgent too.
+    queue.wake("late", at=90.0)
+    queue.wake("late", urgent=True)
+    assert queue.take(timeout=0, urgent_only=True) == ("late", 10.0)
+    # Woken urgently while it runs: urgent again once it is done.
+    queue.wake("busy")
+    assert queue.take(timeout=0) == ("busy", 0.0)
+    queue.wake("busy", urgent=True)
+    queue.done("busy", next_at=500.0)
+    assert queue.take(timeout=0, urgent_only=True) == ("busy", 0.0)
+    # Taken by an ordinary worker: no longer urgent; forgotten: gone from both lanes.
+    queue.done("busy", next_at=None)
+    queue.wake("taken", urgent=True)
+    assert queue.take(timeout=0) == ("taken", 0.0)
+    queue.done("taken", next_at=100.0)
+    assert queue.take(timeout=0, urgent_only=True) is None
+    queue.wake("gone", urgent=True)
+    queue.forget("gone")
+    assert queue.take(timeout=0, urgent_only=True) is None
+
+
+def test_a_command_is_served_while_every_ordinary_worker_is_busy() -> None:
+    queue: WakeQueue[str] = WakeQueue()
+    release_slow = threading.Event()
+    served: list[tuple[str, str]] = []
+    urgent_served = threading.Event()
+
+    def handle(key: str) -> float | None:
+        served.append((key, threading.current_thread().name))
+        if key == "slow-analysis":
+            release_slow.wait(10)  # Prometheus answering at its timeout
+        if key == "command":
+            urgent_served.set()
+        return None
+
+    workers = Workers(queue, handle, 1, reserved=1)
+    workers.start()
+    try:
+        queue.wake("slow-analysis")
+        deadline = time.monotonic() + 5
+        while not served and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queue.wake("ordinary")
+        queue.wake("command", urgent=True)
+        assert urgent_served.wait(5), "the command waited for the busy worker"
+        assert ("ordinary", "urgent-0") not in served
+        assert [k for k, _ in served] == ["slow-analysis", "command"]
+    finally:
+        release_slow.set()
+        workers.stop()
+
+
 def test_a_failed_reconcile_is_described_in_the_apiservers_words() -> None:
     refused = ApiException(status=403, reason="Forbidden")
     refused.body = (
