@@ -204,6 +204,7 @@ def record_route(d: Decision) -> None:
 def _set_routed_condition(d: Decision, route: RouteView | None, current: TrafficStatus) -> None:
     status = d.status
     state: Literal["True", "False", "Unknown"]
+    before = next((c for c in status.conditions if c.type == TRAFFIC_ROUTED), None)
     if route is None:
         state, reason, message = "Unknown", "NotObserved", "the route was not read"
     elif route.conflict is not None:
@@ -212,13 +213,16 @@ def _set_routed_condition(d: Decision, route: RouteView | None, current: Traffic
         state, reason, message = "False", "RouteInvalid", route.problem
     elif route.rejected is not None:
         state, reason, message = "False", "RouteRejected", route.rejected
+    elif route.pending is not None and before is not None and before.reason == "RouteRejected":
+        # Refused, and the gateway has not yet looked at what changed since:
+        # still refused as far as anyone reports (and no second Warning).
+        state, reason, message = "False", "RouteRejected", before.message
     elif route.pending is not None:
         state, reason, message = "Unknown", "RoutePending", route.pending
     else:
         header = ", header route on" if current.header_route else ""
         state, reason = "True", "Applied"
         message = f"{current.weight}% of requests to the canary{header}"
-    before = next((c for c in status.conditions if c.type == TRAFFIC_ROUTED), None)
     if state == "False" and (before is None or before.reason != reason):
         d.event(reason, message, warning=True)
     status.conditions = set_condition(

@@ -62,10 +62,10 @@ class SimRoute:
         conflict = self.conflict if (self.weight, self.header_route) != desired else None
         latest = self.changes[-1] if self.changes else None
         rejected = pending = None
-        if self.rejecting and len(self.changes) > self._accepted:
+        if latest is not None and latest[0] + self.gateway_lag > now:
+            pending = "waiting for Gateway web to process HTTPRoute app"  # no report yet
+        elif self.rejecting and len(self.changes) > self._accepted:
             rejected = "HTTPRoute app: backends not resolved by Gateway web: BackendNotFound"
-        elif latest is not None and latest[0] + self.gateway_lag > now:
-            pending = "waiting for Gateway web to process HTTPRoute app"
         return RouteView(
             self.weight,
             self.header_route,

@@ -183,7 +183,8 @@ def _parent(
 
 def _route_at(generation: int, *parents: dict[str, Any]) -> dict[str, Any]:
     status = {"parents": list(parents)} if parents else {}
-    return {"metadata": {"name": "payments", "generation": generation}, "status": status}
+    meta = {"name": "payments", "namespace": "shop", "generation": generation}
+    return {"metadata": meta, "status": status}
 
 
 def test_gateway_verdict_reads_what_the_gateways_report() -> None:
@@ -215,3 +216,24 @@ def test_gateway_verdict_reads_what_the_gateways_report() -> None:
     # Accepted still Unknown: the gateway has not decided yet.
     undecided = _parent("web", 4, "Unknown")
     assert verdict(_route_at(4, undecided))[1] is not None
+
+
+def test_gateway_verdict_holds_only_for_this_release_and_the_routes_parents() -> None:
+    verdict, ours = gatewayapi.gateway_verdict, ("payments", "payments-canary")
+    # A report left behind by a Gateway the route no longer names never catches up.
+    route = _route_at(5, _parent("web", 5, "True"), _parent("old", 2, "True"))
+    route["spec"] = {"parentRefs": [{"name": "web", "sectionName": "https"}]}
+    assert verdict(route, ours) == (None, None)
+    route["spec"] = {"parentRefs": [{"name": "web", "sectionName": "https"}, {"name": "old"}]}
+    route["status"]["parents"][1]["parentRef"] = {"name": "old", "namespace": "shop"}
+    assert verdict(route, ours)[1] is not None  # named (namespace defaulted): waited for
+    # An unresolved backend of another team's rule is not this release's to hold for...
+    theirs = _parent("web", 5, "True", "False", reason="BackendNotFound", message="payments-db")
+    assert verdict(_route_at(5, theirs), ours) == (None, None)
+    # ...one naming the canary (or stable) Service, or naming nothing, is.
+    canary = _parent(
+        "web", 5, "True", "False", reason="BackendNotFound", message="shop/payments-canary"
+    )
+    assert verdict(_route_at(5, canary), ours)[0] is not None
+    silent = _parent("web", 5, "True", "False", reason="BackendNotFound")
+    assert verdict(_route_at(5, silent), ours)[0] is not None

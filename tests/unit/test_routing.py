@@ -187,6 +187,7 @@ def _events(world: RoutedWorld, reason: str) -> list[RecordEvent]:
 def test_a_route_the_gateway_rejects_holds_the_step_and_is_reported_once() -> None:
     world = _world()
     world.route.rejecting = True  # e.g. the canary Service is not resolvable
+    world.route.gateway_lag = timedelta(seconds=15)  # each write: pending, then refused again
     world.run(until=timedelta(minutes=20), every=TICK)
     assert world.route.weight == 10  # the object says 10%, but nothing serves it
     assert world.status.current_step_index == 0  # the 10-minute pause never counts as reached
@@ -207,10 +208,13 @@ def test_a_route_the_gateway_rejects_holds_the_step_and_is_reported_once() -> No
 def test_a_rejected_route_does_not_hold_a_rollback() -> None:
     world = _world(metric=breaking_at(T0 + timedelta(minutes=5)))
     world.route.rejecting = True
+    world.route.gateway_lag = timedelta(seconds=15)
     world.run(until=timedelta(minutes=20), every=TICK)
     assert world.status.phase == "RolledBack"
     assert world.route.weight == 0 and world.canary is None
     assert world.stable.replicas == 4
+    # The reset is pending, then refused too: still the one Warning from before.
+    assert len(_events(world, "RouteRejected")) == 1
 
 
 def test_a_lagging_gateway_delays_the_step_and_the_scale_down_not_the_route() -> None:

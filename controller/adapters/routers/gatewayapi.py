@@ -19,7 +19,8 @@ owns `spec.rules`, the apply conflicts and the conflict is reported.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controller.adapters.routers.applying import HTTP_ROUTE, Objects, apply_body
@@ -142,7 +143,31 @@ def _explained(condition: Mapping[str, Any]) -> str:
     return ": ".join(p for p in (reason, message) if p) or f"status {condition.get('status')}"
 
 
-def gateway_verdict(route: Mapping[str, Any]) -> tuple[str | None, str | None]:
+_GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+
+def _parent_key(ref: Mapping[str, Any], namespace: str) -> tuple[Any, ...]:
+    """A parentRef with the API's defaults filled in, to match status to spec."""
+    return (
+        ref.get("group", _GATEWAY_GROUP) or _GATEWAY_GROUP,
+        ref.get("kind", "Gateway") or "Gateway",
+        ref.get("namespace") or namespace,
+        ref.get("name"),
+        ref.get("sectionName"),
+        ref.get("port"),
+    )
+
+
+def _names_other_backend(condition: Mapping[str, Any], ours: Sequence[str]) -> bool:
+    """The gateway's message names a backend, and none of the Services this release steers."""
+    message = str(condition.get("message") or "")
+    named = (re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", message) for s in ours)
+    return bool(message and ours) and not any(named)
+
+
+def gateway_verdict(
+    route: Mapping[str, Any], services: Sequence[str] = ()
+) -> tuple[str | None, str | None]:
     """(rejected, pending) from the gateways' own report in `status.parents`.
 
     - pending: a gateway has not yet reported on the latest generation (its
@@ -151,17 +176,30 @@ def gateway_verdict(route: Mapping[str, Any]) -> tuple[str | None, str | None]:
       that accepted it cannot resolve its backends (it answers requests for
       them with errors; the canary's own metrics would see no traffic).
 
-    A gateway that refuses the route while another accepts it does not serve
-    it, and is no reason to hold. No report at all (no gateway controller
-    watches this route, or none is installed) cannot be told apart from a
-    slow one; it is read as "as the object says", which is all there is.
+    Only reports for the route's current `spec.parentRefs` count: an entry
+    left behind by a deleted Gateway never catches up and must not hold a
+    release. An unresolved backend whose message names only other backends
+    (another team's rule on the same route) is not ours to hold for; one
+    that names `services` (stable, canary), or names nothing, is. A gateway
+    that refuses the route while another accepts it does not serve it, and
+    is no reason to hold. No report at all (no gateway controller watches
+    this route, or none is installed) cannot be told apart from a slow one;
+    it is read as "as the object says", which is all there is.
     """
-    name = (route.get("metadata") or {}).get("name", "")
-    generation = (route.get("metadata") or {}).get("generation")
+    meta = route.get("metadata") or {}
+    name, generation = meta.get("name", ""), meta.get("generation")
+    namespace = meta.get("namespace") or ""
+    wanted = {_parent_key(r, namespace) for r in (route.get("spec") or {}).get("parentRefs") or []}
     parents = ((route.get("status") or {}).get("parents")) or []
-    behind, refused, unresolved, accepted = [], [], [], 0
+    behind: list[str] = []
+    refused: list[str] = []
+    unresolved: list[str] = []
+    accepted = 0
     for parent in parents:
-        who = _parent_name(parent.get("parentRef") or {})
+        ref = parent.get("parentRef") or {}
+        if wanted and _parent_key(ref, namespace) not in wanted:
+            continue  # a report for a parent the route no longer names
+        who = _parent_name(ref)
         conditions = {c.get("type"): c for c in parent.get("conditions") or []}
         seen = [
             c.get("observedGeneration")
@@ -179,7 +217,8 @@ def gateway_verdict(route: Mapping[str, Any]) -> tuple[str | None, str | None]:
             continue
         accepted += 1
         resolved = conditions.get("ResolvedRefs")
-        if resolved is not None and resolved.get("status") != "True":
+        broken = resolved is not None and resolved.get("status") != "True"
+        if broken and resolved is not None and not _names_other_backend(resolved, services):
             unresolved.append(f"{who}: {_explained(resolved)}")
     rejected = None
     if unresolved:
@@ -249,7 +288,8 @@ class GatewayAPIRouter(RouterBase):
         if problem is None and (weight, header) != (intent.weight, intent.header_route):
             body = self._body(live, rules, intent.weight, intent.header_route)
             conflict = self.objects.conflict_of(HTTP_ROUTE, body)
-        rejected, pending = gateway_verdict(live)
+        ours = (self.routing.stable_service, self.routing.canary_service_name)
+        rejected, pending = gateway_verdict(live, ours)
         return RouteView(
             weight, header, conflict=conflict, problem=problem, rejected=rejected, pending=pending
         )
