@@ -1,0 +1,164 @@
+"""runtime.reconcile with in-memory adapters: an analysis gives way to a command mid-flight.
+
+The release "changes" between two queries as the watch-fed cache would:
+the source edits the stored release while answering its first query.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.adapters.kubernetes import COMMAND_ANNOTATION
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import Action, RecordEvent
+from controller.engine.observations import CanaryPods, DeploymentView
+from controller.runtime.measuring import AnalysisInterrupted
+from controller.runtime.reconcile import reconcile
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+IMAGE = "registry.example.com/payments:{}"
+
+
+def _release() -> dict[str, Any]:
+    status = CanaryReleaseStatus(
+        phase="Paused",
+        stable_tag="v1",
+        stable_image=IMAGE.format("v1"),
+        canary_tag="v2",
+        current_step_index=1,
+        canary_weight=50,
+        target_replicas=4,
+        release_started_at=NOW - timedelta(minutes=5),
+        step_started_at=NOW - timedelta(minutes=4),
+        next_analysis_at=NOW - timedelta(seconds=1),
+        observed_generation=1,
+    )
+    metric = {"name": "error-rate", "query": "errors{track='{{track}}'}", "threshold": {"max": 1}}
+    spec = {
+        "targetRef": {"name": "payments"},
+        "release": {"tag": "v2", "image": IMAGE.format("{tag}")},
+        "steps": [{"setWeight": 50}, {"pause": {"duration": "30m"}}],
+        "analysis": {
+            "interval": "30s",
+            "prometheus": {"address": "http://prometheus:9090"},
+            "metrics": [metric, {**metric, "name": "error-rate-again"}],
+        },
+    }
+    return {
+        "metadata": {
+            "namespace": "shop",
+            "name": "payments",
+            "generation": 1,
+            "resourceVersion": "7",
+            "annotations": {},
+        },
+        "spec": CanaryReleaseSpec.model_validate(spec).model_dump(by_alias=True, mode="json"),
+        "status": status.model_dump(by_alias=True, mode="json", exclude_none=True),
+    }
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.release: dict[str, Any] | None = _release()
+        self.written: list[CanaryReleaseStatus] = []
+        self.applied: list[Action] = []
+
+    def read_release(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.release
+
+    def read_deployment(self, namespace: str, name: str, container: str | None) -> DeploymentView:
+        tag, replicas = ("v2", 2) if name.endswith("-canary") else ("v1", 4)
+        return DeploymentView(name, replicas, IMAGE.format(tag), replicas, replicas, replicas)
+
+    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
+        return CanaryPods()
+
+    def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
+        return None
+
+    def write_status(self, namespace: str, name: str, version: str, status: Any) -> None:
+        self.written.append(status)
+
+    def apply(self, release: dict[str, Any], spec: Any, action: Action) -> None:
+        self.applied.append(action)
+
+    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+        pass
+
+
+class Source:
+    """Answers every query; `on_first` runs while the first one is in flight."""
+
+    def __init__(self, on_first: Any = None) -> None:
+        self.sent: list[str] = []
+        self.on_first = on_first
+
+    def query(self, promql: str, at: datetime) -> float | None:
+        self.sent.append(promql)
+        if len(self.sent) == 1 and self.on_first is not None:
+            self.on_first()
+        return 0.0
+
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        raise AssertionError("no latency metric here")
+
+
+def _changed(cluster: Cluster, **meta: Any) -> None:
+    assert cluster.release is not None
+    updated = copy.deepcopy(cluster.release)
+    for key, value in meta.items():
+        updated["metadata"][key] = value
+    cluster.release = updated  # a new object, as the watch stores it
+
+
+def _run(cluster: Cluster, source: Source) -> Any:
+    return reconcile(cluster, lambda _: source, "shop", "payments", NOW)  # type: ignore[arg-type]
+
+
+def test_an_analysis_with_nothing_new_runs_every_query() -> None:
+    cluster, source = Cluster(), Source()
+    _run(cluster, source)
+    assert len(source.sent) == 4  # two metrics, both tracks
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"annotations": {COMMAND_ANNOTATION: "abort"}},
+        {"generation": 2},  # a spec change
+    ],
+)
+def test_a_command_or_spec_change_mid_analysis_stops_it_then_is_answered(
+    change: dict[str, Any],
+) -> None:
+    cluster = Cluster()
+    source = Source(on_first=lambda: _changed(cluster, **change))
+    with pytest.raises(AnalysisInterrupted):
+        _run(cluster, source)
+    assert len(source.sent) == 1 and cluster.written == []  # nothing decided on half an analysis
+    again = Source()
+    outcome = _run(cluster, again)
+    assert again.sent == []  # answering first: no query at all
+    assert outcome is not None and outcome.wrote_status
+    if "annotations" in change:
+        assert outcome.status.last_command == "abort"
+        assert outcome.status.reason == "Aborted"
+    else:
+        assert outcome.status.observed_generation == 2
+
+
+def test_a_release_deleted_mid_analysis_stops_it() -> None:
+    cluster = Cluster()
+
+    def delete() -> None:
+        cluster.release = None
+
+    source = Source(on_first=delete)
+    with pytest.raises(AnalysisInterrupted):
+        _run(cluster, source)
+    assert _run(cluster, Source()) is None
