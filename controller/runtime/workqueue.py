@@ -42,7 +42,9 @@ K = TypeVar("K", bound=Hashable)
 class WakeQueue(Generic[K]):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # ordinary workers wait here
+        self._urgent_cond = threading.Condition(lock)  # the reserved ones, on the same lock
         self._heap: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}
         self._running: set[K] = set()
@@ -79,14 +81,15 @@ class WakeQueue(Generic[K]):
         if current is not None and current <= at:
             if key in self._urgent:  # already queued, earlier: the reserved worker may take it
                 heapq.heappush(self._urgent_heap, (current, next(self._order), key))
-                self._cond.notify_all()
+                self._urgent_cond.notify()
             return
         self._due[key] = at
         entry = (at, next(self._order), key)
         heapq.heappush(self._heap, entry)
+        self._cond.notify()
         if key in self._urgent:
             heapq.heappush(self._urgent_heap, entry)
-        self._cond.notify_all()  # the reserved worker must not swallow an ordinary wake
+            self._urgent_cond.notify()
 
     def take(
         self, timeout: float | None = None, *, urgent_only: bool = False
@@ -112,7 +115,8 @@ class WakeQueue(Generic[K]):
                 waits = [w for w in (next_in, _left(give_up, now)) if w is not None]
                 if give_up is not None and now >= give_up:
                     return None
-                self._cond.wait(min(waits) if waits else None)
+                waiting = self._urgent_cond if urgent_only else self._cond
+                waiting.wait(min(waits) if waits else None)
             return None
 
     def _current(self, entry: tuple[float, int, K], urgent_only: bool) -> bool:
@@ -140,6 +144,7 @@ class WakeQueue(Generic[K]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._urgent_cond.notify_all()
 
     def __len__(self) -> int:
         with self._cond:
