@@ -381,6 +381,45 @@ def test_istio_two_services_weights_and_header_route(objects: Cluster) -> None:
     assert [h["name"] for h in vs["spec"]["http"]] == ["static", "main"]
 
 
+def test_istio_waits_for_istiod_to_distribute_the_route(objects: Cluster) -> None:
+    gitops = virtual_service("payments", "payments")
+    objects.apply(VIRTUAL_SERVICE, gitops, "gitops")
+    objects.hand_over_rules(VIRTUAL_SERVICE, "payments", "http", gitops)
+    router = _router(objects, {"istio": {"virtualService": "payments"}})
+    assert router.set_weight(30) == 30
+    assert router.verify(RouteIntent(30)).programmed  # no status from istiod: the object rules
+
+    def istiod_reports(status: str, message: str) -> int:
+        vs = objects.get(VIRTUAL_SERVICE, "payments")
+        assert vs is not None
+        generation = vs["metadata"]["generation"]
+        condition = {
+            "type": "Reconciled",
+            "status": status,
+            "message": message,
+            "observedGeneration": str(generation),  # int-or-string, as istiod writes it
+            "lastProbeTime": "2026-11-25T10:00:00Z",
+        }
+        objects.custom.patch_namespaced_custom_object_status(
+            VIRTUAL_SERVICE.group,
+            VIRTUAL_SERVICE.version,
+            objects.namespace,
+            VIRTUAL_SERVICE.plural,
+            "payments",
+            {"status": {"conditions": [condition], "observedGeneration": generation}},
+        )
+        return int(generation)
+
+    istiod_reports("False", "3/4 proxies up to date")
+    view = router.verify(RouteIntent(30))
+    assert view.pending is not None and "3/4 proxies up to date" in view.pending
+    istiod_reports("True", "4/4 proxies up to date")
+    assert router.verify(RouteIntent(30)).programmed
+    router.reset()  # a new generation istiod has not reported on
+    view = router.verify(RouteIntent())
+    assert view.pending is not None and "istiod" in view.pending
+
+
 def test_istio_subsets_of_a_destination_rule(objects: Cluster) -> None:
     gitops = virtual_service("payments", "payments", subsets=True)
     objects.apply(VIRTUAL_SERVICE, gitops, "gitops")

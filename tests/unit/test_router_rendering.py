@@ -237,3 +237,18 @@ def test_gateway_verdict_holds_only_for_this_release_and_the_routes_parents() ->
     assert verdict(_route_at(5, canary), ours)[0] is not None
     silent = _parent("web", 5, "True", "False", reason="BackendNotFound")
     assert verdict(_route_at(5, silent), ours)[0] is not None
+
+
+def test_istio_verdict_waits_for_every_proxy_when_istiod_reports() -> None:
+    def vs(generation: int, **reconciled: Any) -> dict[str, Any]:
+        status = {"conditions": [{"type": "Reconciled", **reconciled}]} if reconciled else {}
+        return {"metadata": {"name": "payments", "generation": generation}, "status": status}
+
+    assert istio.istio_verdict(vs(4)) is None  # status distribution off: nothing to go by
+    assert istio.istio_verdict(vs(4, status="True", observedGeneration="4")) is None
+    behind = istio.istio_verdict(vs(5, status="True", observedGeneration="4"))
+    assert behind is not None and "generation 5" in behind and "generation 4" in behind
+    partial = istio.istio_verdict(
+        vs(5, status="False", observedGeneration=5, message="3/4 proxies up to date")
+    )
+    assert partial is not None and "3/4 proxies up to date" in partial

@@ -15,11 +15,18 @@ The VirtualService schema makes `spec.http` one atomic list, so the
 controller applies `spec.http` only (the live list with the weights changed)
 and nothing else; hosts, gateways, tcp/tls routes, labels and annotations stay
 with whoever wrote them, and a conflict on `spec.http` is reported.
+
+With istiod's status enabled (`PILOT_ENABLE_STATUS`), its `Reconciled`
+condition says whether every proxy has the latest generation; until it does,
+`istio_verdict` reports the route as pending, as the Gateway API router does
+for a gateway that has not processed the route. Without it nothing is known
+beyond the object.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from controller.adapters.routers.applying import (
@@ -170,6 +177,41 @@ def render_http(
     return out
 
 
+def _generation(value: Any) -> int | None:
+    """observedGeneration is int-or-string in Istio's schema."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def istio_verdict(vs: Mapping[str, Any]) -> str | None:
+    """Why the proxies may not serve this VirtualService yet; None when they do or nobody says.
+
+    istiod reports distribution in `status.conditions[type=Reconciled]` (only
+    with `PILOT_ENABLE_STATUS`): True once every proxy has the generation in
+    `observedGeneration`. Validation messages are analysis warnings; a
+    VirtualService istiod refuses is refused at admission, before it exists.
+    """
+    meta, status = vs.get("metadata") or {}, vs.get("status") or {}
+    name, generation = meta.get("name", ""), _generation(meta.get("generation"))
+    reconciled = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Reconciled"), None
+    )
+    if reconciled is None:
+        return None
+    seen = _generation(reconciled.get("observedGeneration", status.get("observedGeneration")))
+    if generation is not None and seen is not None and seen < generation:
+        return (
+            f"waiting for istiod to distribute generation {generation} of VirtualService "
+            f"{name} (it last reported generation {seen})"
+        )
+    if reconciled.get("status") != "True":
+        detail = reconciled.get("message") or reconciled.get("reason") or "not yet"
+        return f"VirtualService {name} not yet on every proxy: {detail}"
+    return None
+
+
 class IstioRouter(RouterBase):
     kind: RouterKind = "istio"
 
@@ -246,7 +288,8 @@ class IstioRouter(RouterBase):
         if problem is None and (weight, header) != (intent.weight, intent.header_route):
             body = self._body(live, routes, intent.weight, intent.header_route)
             conflict = self.objects.conflict_of(VIRTUAL_SERVICE, body)
-        return RouteView(weight, header, conflict=conflict, problem=problem)
+        pending = istio_verdict(live)
+        return RouteView(weight, header, conflict=conflict, problem=problem, pending=pending)
 
     def _apply(self, weight: int | None, header: bool | None) -> tuple[int, bool]:
         live, routes = self._read()
