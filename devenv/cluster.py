@@ -544,7 +544,7 @@ def pod_logs(logs_file: Path) -> dict[str, Any]:
 
 def cri_log(text: str, when: str = "2026-01-01T00:00:00.000000000Z") -> str:
     """`text` as a container runtime stores stdout: one `<time> stdout F <line>` per line."""
-    return "".join(f"{when} stdout F {line}\n" for line in text.split("\n"))
+    return "".join(f"{when} stdout F {line}\n" for line in text.removesuffix("\n").split("\n"))
 
 
 def write_kwok_config(path: Path, logs_file: Path | None = None) -> Path:
