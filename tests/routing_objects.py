@@ -214,6 +214,12 @@ class Cluster:
             raise
         return result
 
+    def write_status(self, kind: Kind, name: str, status: dict[str, Any]) -> None:
+        """Report on the route as its gateway or mesh controller does (the status subresource)."""
+        self.custom.patch_namespaced_custom_object_status(
+            kind.group, kind.version, self.namespace, kind.plural, name, {"status": status}
+        )
+
     def hand_over_rules(self, kind: Kind, name: str, field: str, gitops: dict[str, Any]) -> None:
         """The documented handover of an atomic list to the controller's field manager.
 

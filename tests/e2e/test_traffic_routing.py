@@ -34,7 +34,7 @@ from controller.api.spec import GROUP, VERSION
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
-from tests.e2e.helpers import Releases, error_rate_query, wait_for
+from tests.e2e.helpers import Releases, Sampler, error_rate_query, wait_for
 from tests.routing_objects import Cluster, http_route, stable_service
 
 IMAGE = "registry.example.com/payments:{}"
@@ -304,7 +304,7 @@ def test_gateway_api_conflict_is_reported_in_status_and_not_forced(
     assert len(events) == 1 and events[0].type == "Warning"
 
 
-class Gateway:
+class Gateway(Sampler):
     """Plays a gateway controller: reports on each new generation of the route after `lag`.
 
     While `unresolvable` is set it reports the canary backend as not found
@@ -319,16 +319,7 @@ class Gateway:
         self.reset_seen: list[bool] = []
         self._first_seen: dict[int, float] = {}
         self._reported: tuple[int, bool] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Gateway:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        super().__init__(self._step)
 
     def _condition(self, type_: str, ok: bool, generation: int) -> dict[str, Any]:
         return {
@@ -351,29 +342,20 @@ class Gateway:
                 self._condition("ResolvedRefs", resolved, generation),
             ],
         }
-        self.objects.custom.patch_namespaced_custom_object_status(
-            HTTP_ROUTE.group,
-            HTTP_ROUTE.version,
-            self.objects.namespace,
-            HTTP_ROUTE.plural,
-            "payments",
-            {"status": {"parents": [parent]}},
-        )
+        self.objects.write_status(HTTP_ROUTE, "payments", {"parents": [parent]})
         if _route_state(route) == (0, False):
             self.reset_seen.append(releases_canary_exists(self.objects))
         self._reported = (generation, self.unresolvable)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(ApiException):
-                route = self.objects.get(HTTP_ROUTE, "payments")
-                if route is not None:
-                    generation = route["metadata"]["generation"]
-                    first = self._first_seen.setdefault(generation, time.monotonic())
-                    due = time.monotonic() - first >= self.lag
-                    if due and self._reported != (generation, self.unresolvable):
-                        self._report(route)
-            self._stop.wait(0.1)
+    def _step(self) -> None:
+        """One look at the route (the Sampler's loop calls it; it samples nothing)."""
+        route = self.objects.get(HTTP_ROUTE, "payments")
+        if route is not None:
+            generation = route["metadata"]["generation"]
+            first = self._first_seen.setdefault(generation, time.monotonic())
+            due = time.monotonic() - first >= self.lag
+            if due and self._reported != (generation, self.unresolvable):
+                self._report(route)
 
 
 def releases_canary_exists(objects: Cluster) -> bool:

@@ -10,6 +10,7 @@ shows as a release stuck for the rest of the hour.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import requests
 from kubernetes import client
@@ -110,6 +111,33 @@ def test_a_command_is_answered_before_an_analysis_that_is_due(
         slow.stop()
 
 
+PAUSED_AT_HALF = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
+
+
+def _two_metric_release(name: str, prometheus_url: str) -> dict[str, Any]:
+    """Analysed every 3 s on two metrics: one analysis is two queries (canary first)."""
+    body = release(name, "v1", prometheus_url, steps=PAUSED_AT_HALF, interval="3s")
+    metrics = body["spec"]["analysis"]["metrics"]
+    metrics.append({**metrics[0], "name": "error-rate-again"})
+    return body
+
+
+def _abort_during_a_slow_analysis(releases: Releases, slow: FaultyPrometheus, name: str) -> int:
+    """Slow Prometheus down, abort `name` once an analysis is querying it; queries sent meanwhile.
+
+    Each query that outlives its timeout is tried three times, then its
+    metric is unreachable and the next metric is queried: a whole analysis
+    is six requests, the one in flight at most three.
+    """
+    slow.mode = "slow"
+    before = slow.requests
+    wait_for(lambda: slow.requests > before, 30, "an analysis querying the slow Prometheus")
+    releases.patch(name, {"metadata": {"annotations": {"canary.dev/command": "abort"}}})
+    status = releases.wait_phase(name, "RolledBack", timeout=60)
+    assert status["reason"] == "Aborted"
+    return slow.requests - before
+
+
 def test_a_command_interrupts_an_analysis_in_flight(
     releases: Releases,
     namespace: str,
@@ -128,20 +156,11 @@ def test_a_command_interrupts_an_analysis_in_flight(
     healthy_traffic(traffic, namespace)
     slow = FaultyPrometheus(prometheus.url, slow_s=8)
     try:
-        steps = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
-        body = release("payments", "v1", slow.url, steps=steps, interval="3s")
-        metrics = body["spec"]["analysis"]["metrics"]
-        metrics.append({**metrics[0], "name": "error-rate-again"})
+        body = _two_metric_release("payments", slow.url)
         adopted(releases, body, 4, lambda: controller(namespace))
         releases.set_tag("payments", "v2")
         releases.wait_phase("payments", "Paused", timeout=60)
-        slow.mode = "slow"
-        before = slow.requests
-        wait_for(lambda: slow.requests > before, 30, "an analysis querying the slow Prometheus")
-        releases.patch("payments", {"metadata": {"annotations": {"canary.dev/command": "abort"}}})
-        status = releases.wait_phase("payments", "RolledBack", timeout=60)
-        assert status["reason"] == "Aborted"
-        sent = slow.requests - before
+        sent = _abort_during_a_slow_analysis(releases, slow, "payments")
         assert sent <= 3, f"{sent} queries after the abort: the analysis did not give way"
     finally:
         slow.stop()
@@ -164,23 +183,14 @@ def test_a_command_does_not_wait_for_a_worker_busy_with_a_slow_analysis(
     healthy_traffic(traffic, namespace)
     slow = FaultyPrometheus(prometheus.url, slow_s=8)
     try:
-        steps = [{"setWeight": 50}, {"pause": {"duration": "30m"}}]
-        busy = release("payments", "v1", slow.url, steps=steps, interval="3s")
-        metrics = busy["spec"]["analysis"]["metrics"]
-        metrics.append({**metrics[0], "name": "error-rate-again"})
+        busy = _two_metric_release("payments", slow.url)
         adopted(releases, busy, 4, lambda: controller(namespace, CANARY_WORKERS="1"))
-        adopted(releases, release("orders", "v1", None, steps=steps), 4, lambda: None)
+        adopted(releases, release("orders", "v1", None, steps=PAUSED_AT_HALF), 4, lambda: None)
         releases.set_tag("payments", "v2")
         releases.set_tag("orders", "v2")
         releases.wait_phase("payments", "Paused", timeout=60)
         releases.wait_phase("orders", "Paused", timeout=60)
-        slow.mode = "slow"
-        before = slow.requests
-        wait_for(lambda: slow.requests > before, 30, "an analysis holding the only worker")
-        releases.patch("orders", {"metadata": {"annotations": {"canary.dev/command": "abort"}}})
-        status = releases.wait_phase("orders", "RolledBack", timeout=60)
-        assert status["reason"] == "Aborted"
-        sent = slow.requests - before
+        sent = _abort_during_a_slow_analysis(releases, slow, "orders")
         assert sent <= 3, f"the abort waited for the busy worker ({sent} queries went first)"
     finally:
         slow.stop()

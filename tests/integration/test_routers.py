@@ -144,14 +144,7 @@ def _gateway_reports(objects: Cluster, resolved: str = "True", reason: str = "Re
             }
         ]
     }
-    objects.custom.patch_namespaced_custom_object_status(
-        HTTP_ROUTE.group,
-        HTTP_ROUTE.version,
-        objects.namespace,
-        HTTP_ROUTE.plural,
-        "payments",
-        {"status": status},
-    )
+    objects.write_status(HTTP_ROUTE, "payments", status)
     return int(generation)
 
 
@@ -400,14 +393,8 @@ def test_istio_waits_for_istiod_to_distribute_the_route(objects: Cluster) -> Non
             "observedGeneration": str(generation),  # int-or-string, as istiod writes it
             "lastProbeTime": "2026-11-25T10:00:00Z",
         }
-        objects.custom.patch_namespaced_custom_object_status(
-            VIRTUAL_SERVICE.group,
-            VIRTUAL_SERVICE.version,
-            objects.namespace,
-            VIRTUAL_SERVICE.plural,
-            "payments",
-            {"status": {"conditions": [condition], "observedGeneration": generation}},
-        )
+        status = {"conditions": [condition], "observedGeneration": generation}
+        objects.write_status(VIRTUAL_SERVICE, "payments", status)
         return int(generation)
 
     istiod_reports("False", "3/4 proxies up to date")
