@@ -71,14 +71,16 @@ def _metrics_for(address: str) -> MetricsSource:
     )
 
 
-def reconcile_key(key: ReleaseKey) -> float | None:
+def reconcile_key(key: ReleaseKey, *, analyse: bool = True) -> float | None:
     """Reconcile one release; return when (monotonic) it is next due, None when it is gone."""
     namespace, name = key
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         started, result = time.perf_counter(), "error"
         try:
             now = datetime.now(UTC)
-            outcome = reconcile(_cluster(), _metrics_for, namespace, name, now, gates=_gates())
+            outcome = reconcile(
+                _cluster(), _metrics_for, namespace, name, now, gates=_gates(), analyse=analyse
+            )
             result = "ok"
             return _next_due(outcome, now)
         except StatusConflict:
@@ -130,7 +132,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ratelimit.PROMETHEUS.configure(knobs.PROMETHEUS_QPS, knobs.PROMETHEUS_BURST)
     ratelimit.KUBERNETES.configure(knobs.KUBE_QPS, knobs.KUBE_BURST)
     workers = Workers(
-        queue, reconcile_key, knobs.WORKERS, on_lateness=_picked_up, reserved=URGENT_WORKERS
+        queue,
+        reconcile_key,
+        knobs.WORKERS,
+        on_lateness=_picked_up,
+        reserved=URGENT_WORKERS,
+        # The reserved worker never queries Prometheus, even if by its turn the
+        # command was answered and an analysis is due: an ordinary one will.
+        handle_urgent=lambda key: reconcile_key(key, analyse=False),
     )
     workers.start()
     _workers.append(workers)

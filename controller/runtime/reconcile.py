@@ -67,7 +67,14 @@ def reconcile(
     name: str,
     now: datetime,
     gates: GateChecker | None = None,
+    *,
+    analyse: bool = True,
 ) -> Outcome | None:
+    """Observe, decide, write status, act; None when the release is gone.
+
+    With `analyse=False` no metric is measured even if an analysis is due:
+    the pass only answers (the worker reserved for commands).
+    """
     release = cluster.read_release(namespace, name)
     if release is None:
         return None
@@ -99,7 +106,7 @@ def reconcile(
     # `abort` never queues behind Prometheus queries, and a slow Prometheus
     # cannot hold it for minutes. One that arrives while the queries run
     # stops them at the next query (the watch has updated the cached release).
-    answering = needs_answer(release, status)
+    answering = needs_answer(release, status) or not analyse
 
     def interrupted() -> bool:
         latest = cluster.read_release(namespace, name)

@@ -204,7 +204,8 @@ def _retry_after(exc: BaseException) -> float | None:
 class Workers(Generic[K]):
     """`count` threads taking due keys; `handle` returns when the key is next due (or None).
 
-    `reserved` more threads take only urgent keys (see the module docstring).
+    `reserved` more threads take only urgent keys (see the module docstring),
+    with `handle_urgent` when given.
     """
 
     def __init__(
@@ -217,8 +218,10 @@ class Workers(Generic[K]):
         on_lateness: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         reserved: int = 0,
+        handle_urgent: Callable[[K], float | None] | None = None,
     ) -> None:
         self.queue, self._handle, self._clock = queue, handle, clock
+        self._handle_urgent = handle_urgent or handle
         self._backoff = backoff or Backoff()
         self._backoff_lock = threading.Lock()
         self._on_lateness = on_lateness
@@ -246,7 +249,7 @@ class Workers(Generic[K]):
                 self._on_lateness(late)
             next_at: float | None = None
             try:
-                next_at = self._handle(key)
+                next_at = (self._handle_urgent if urgent_only else self._handle)(key)
                 with self._backoff_lock:
                     self._backoff.succeeded(key)
             except Exception as exc:  # one release must not stop the others

@@ -162,3 +162,12 @@ def test_a_release_deleted_mid_analysis_stops_it() -> None:
     with pytest.raises(AnalysisInterrupted):
         _run(cluster, source)
     assert _run(cluster, Source()) is None
+
+
+def test_the_reserved_workers_pass_answers_only_and_never_queries() -> None:
+    cluster, source = Cluster(), Source()
+    outcome = reconcile(cluster, lambda _: source, "shop", "payments", NOW, analyse=False)  # type: ignore[arg-type]
+    assert source.sent == []  # the analysis is due, but left to an ordinary worker
+    assert outcome is not None and outcome.status is not None
+    assert outcome.status.next_analysis_at is not None
+    assert outcome.status.next_analysis_at <= NOW  # still due: the next pass analyses

@@ -207,7 +207,11 @@ def test_a_command_is_served_while_every_ordinary_worker_is_busy() -> None:
             urgent_served.set()
         return None
 
-    workers = Workers(queue, handle, 1, reserved=1)
+    def answer_only(key: str) -> float | None:
+        served.append((key, "answer-only"))
+        return handle(key)
+
+    workers = Workers(queue, handle, 1, reserved=1, handle_urgent=answer_only)
     workers.start()
     try:
         queue.wake("slow-analysis")
@@ -218,7 +222,8 @@ def test_a_command_is_served_while_every_ordinary_worker_is_busy() -> None:
         queue.wake("command", urgent=True)
         assert urgent_served.wait(5), "the command waited for the busy worker"
         assert ("ordinary", "urgent-0") not in served
-        assert [k for k, _ in served] == ["slow-analysis", "command"]
+        assert ("command", "answer-only") in served  # the reserved worker's own handler
+        assert [k for k, _ in served if _ != "answer-only"] == ["slow-analysis", "command"]
     finally:
         release_slow.set()
         workers.stop()
