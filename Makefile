@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN = $(shell hack/build-binaries.sh)
 
-.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds bench-judge bench-scale \
+.PHONY: help setup binaries test test-unit demo cluster-up cluster-down kubeconfig lint crds bench-judge bench-health bench-scale \
 	helm-lint manifests
 
 help:
@@ -51,6 +51,9 @@ bench-judge: setup ## Judge benchmark: sequential vs threshold gates (writes ben
 	$(PY) -m bench.judge --markdown
 	$(PY) -m bench.judge.through_prometheus
 	$(PY) -m bench.judge.bounds
+
+bench-health: setup binaries ## Crash-level canaries (crash-loop, never Ready) to the rollback decision (bench/results/health.json)
+	$(PY) -m bench.health
 
 crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models
 	$(PY) -m controller.api.crd --write

@@ -62,6 +62,11 @@ POD_CIDR = "10.244.0.1/16"
 #:                  and restartCount grows every ~5-8s, like a real kubelet.
 #:   ``not-ready``  Running, containers running, readiness never passes.
 POD_BEHAVIOR_LABEL = "kwok.canary.dev/behavior"
+#: The same behaviours carried by the image instead: a pod running
+#: ``kwok.canary.dev/behavior:crash-loop`` crash-loops. A release whose image
+#: is ``kwok.canary.dev/behavior:{tag}`` then runs a broken canary only for
+#: that tag, as a bad build would, while stable (any other tag) stays healthy.
+BEHAVIOR_IMAGE = "kwok.canary.dev/behavior"
 #: Go duration ("30s") a ``fail`` pod stays Running+Ready before it fails.
 POD_DELAY_ANNOTATION = "kwok.canary.dev/delay"
 
@@ -442,8 +447,12 @@ _RUNNING = _expr(".status.phase", "In", "Running")
 _OWNED_BY_JOB = _expr(".metadata.ownerReferences.[].kind", "In", "Job")
 
 
-def _behavior(value: str) -> dict[str, Any]:
-    return _expr(f'.metadata.labels["{POD_BEHAVIOR_LABEL}"]', "In", value)
+def _behaviors(value: str) -> list[tuple[str, dict[str, Any]]]:
+    """The two ways a pod asks for `value`: (stage name suffix, selector)."""
+    return [
+        ("", _expr(f'.metadata.labels["{POD_BEHAVIOR_LABEL}"]', "In", value)),
+        ("-by-image", _expr(".spec.containers.[].image", "In", f"{BEHAVIOR_IMAGE}:{value}")),
+    ]
 
 
 def _pod_stage(
@@ -481,6 +490,36 @@ def kwok_stages() -> list[dict[str, Any]]:
             "message": "Back-off restarting failed container",
         },
     }
+    fail_delay = {
+        "durationMilliseconds": 1000,
+        "durationFrom": {"expressionFrom": f'.metadata.annotations["{POD_DELAY_ANNOTATION}"]'},
+    }
+    restart_delay = {"durationMilliseconds": 5000, "jitterDurationMilliseconds": 8000}
+    behaviours: list[tuple[str, str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]
+    behaviours = [
+        (
+            "fail",
+            "canary-pod-fail",
+            [_NOT_DELETED, _RUNNING],
+            {"statusTemplate": _POD_FAIL},
+            fail_delay,
+        ),
+        ("crash-loop", "canary-pod-crash-loop", [_NOT_DELETED, _NO_POD_IP], crash, None),
+        (
+            "crash-loop",
+            "canary-pod-crash-loop-restart",
+            [_NOT_DELETED, _RUNNING, _expr(".status.podIP", "Exists")],
+            crash,
+            restart_delay,
+        ),
+        (
+            "not-ready",
+            "canary-pod-not-ready",
+            [_NOT_DELETED, _NO_POD_IP],
+            {"statusTemplate": _POD_NOT_READY},
+            None,
+        ),
+    ]
     return [
         _pod_stage("pod-ready", [_NOT_DELETED, _NO_POD_IP], {"statusTemplate": _POD_READY}),
         _pod_stage(
@@ -493,37 +532,10 @@ def kwok_stages() -> list[dict[str, Any]]:
             [_expr(".metadata.deletionTimestamp", "Exists")],
             {"finalizers": {"empty": True}, "delete": True},
         ),
-        _pod_stage(
-            "canary-pod-fail",
-            [_behavior("fail"), _NOT_DELETED, _RUNNING],
-            {"statusTemplate": _POD_FAIL},
-            weight=1,
-            delay={
-                "durationMilliseconds": 1000,
-                "durationFrom": {
-                    "expressionFrom": f'.metadata.annotations["{POD_DELAY_ANNOTATION}"]'
-                },
-            },
-        ),
-        _pod_stage(
-            "canary-pod-crash-loop",
-            [_behavior("crash-loop"), _NOT_DELETED, _NO_POD_IP],
-            crash,
-            weight=1,
-        ),
-        _pod_stage(
-            "canary-pod-crash-loop-restart",
-            [_behavior("crash-loop"), _NOT_DELETED, _RUNNING, _expr(".status.podIP", "Exists")],
-            crash,
-            weight=1,
-            delay={"durationMilliseconds": 5000, "jitterDurationMilliseconds": 8000},
-        ),
-        _pod_stage(
-            "canary-pod-not-ready",
-            [_behavior("not-ready"), _NOT_DELETED, _NO_POD_IP],
-            {"statusTemplate": _POD_NOT_READY},
-            weight=1,
-        ),
+    ] + [
+        _pod_stage(name + suffix, [selector, *match], nxt, weight=1, delay=delay)
+        for value, name, match, nxt, delay in behaviours
+        for suffix, selector in _behaviors(value)
     ]
 
 

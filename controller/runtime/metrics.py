@@ -73,10 +73,17 @@ PROVIDER_ERRORS = Counter(
     "Metric provider failures: unreachable (no answer) or rejected (a bad query)",
     ["provider", "kind"],
 )
+CONDITION = Gauge(
+    "canary_release_condition",
+    "1 for each condition a release's status holds now, with its status and reason "
+    "(what the chart's alerts select on)",
+    [*RELEASE, "type", "status", "reason"],
+)
 LEADER = Gauge("canary_controller_leader", "1 while this replica holds the lease and reconciles")
 
 _Family = TypeVar("_Family", Counter, Gauge)
 _phases: dict[tuple[str, str], str] = {}
+_conditions: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
 _series: dict[tuple[str, str], set[tuple[Counter | Gauge, tuple[str, ...]]]] = {}
 _guard = threading.Lock()
 
@@ -105,6 +112,7 @@ def record_status(
         _phases[(namespace, name)] = new.phase
         _publish_phase_counts()
     _child(WEIGHT, namespace, name).set(new.canary_weight)
+    _publish_conditions(namespace, name, new)
     step = new.current_step_index
     _child(STEP, namespace, name).set(-1 if step is None else step)
     if new.phase == "RolledBack" and old.phase != "RolledBack":
@@ -119,6 +127,25 @@ def record_status(
         for track, value in (("canary", result.canary_value), ("stable", result.stable_value)):
             if value is not None:
                 _child(VALUE, namespace, name, result.name, track).set(value)
+
+
+def _publish_conditions(namespace: str, name: str, status: CanaryReleaseStatus) -> None:
+    """One series per condition: a changed status or reason replaces the old series.
+
+    Only the current state has a series, so an alert is a plain selector
+    (`canary_release_condition{type="Frozen",status="True"}`) held `for:` a
+    while, with no `== 1` arithmetic and no stale combinations.
+    """
+    now: dict[str, tuple[str, str]] = {c.type: (c.status, c.reason) for c in status.conditions}
+    with _guard:
+        before = _conditions.get((namespace, name), {})
+        _conditions[(namespace, name)] = now
+    for kind, state in before.items():
+        if now.get(kind) != state:
+            with contextlib.suppress(KeyError):
+                CONDITION.remove(namespace, name, kind, *state)
+    for kind, state in now.items():
+        _child(CONDITION, namespace, name, kind, *state).set(1)
 
 
 def record_measurements(
@@ -140,6 +167,7 @@ def forget_release(namespace: str, name: str) -> None:
     """Drop a deleted release's series, so label sets stay bounded by what exists."""
     with _guard:
         _phases.pop((namespace, name), None)
+        _conditions.pop((namespace, name), None)
         _publish_phase_counts()
         series = _series.pop((namespace, name), set())
     for family, labels in series:

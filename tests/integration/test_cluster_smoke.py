@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from devenv.cluster import K8S_VERSION, POD_BEHAVIOR_LABEL, POD_DELAY_ANNOTATION, LocalCluster
+from devenv.cluster import (
+    BEHAVIOR_IMAGE,
+    K8S_VERSION,
+    POD_BEHAVIOR_LABEL,
+    POD_DELAY_ANNOTATION,
+    LocalCluster,
+)
 from tests.fixtures_cluster import namespace_name
 
 T = TypeVar("T")
@@ -51,10 +57,11 @@ def pod_template(
     labels: dict[str, str],
     annotations: dict[str, str] | None = None,
     restart_policy: str = "Always",
+    image: str = IMAGE,
 ) -> dict[str, Any]:
     return {
         "metadata": {"labels": labels, "annotations": annotations or {}},
-        "spec": {"restartPolicy": restart_policy, "containers": [{"name": "app", "image": IMAGE}]},
+        "spec": {"restartPolicy": restart_policy, "containers": [{"name": "app", "image": image}]},
     }
 
 
@@ -62,6 +69,7 @@ def deployment(
     name: str,
     replicas: int,
     extra_labels: dict[str, str] | None = None,
+    image: str = IMAGE,
 ) -> dict[str, Any]:
     labels = {"app": name}
     return {
@@ -71,7 +79,7 @@ def deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": pod_template({**labels, **(extra_labels or {})}),
+            "template": pod_template({**labels, **(extra_labels or {})}, image=image),
         },
     }
 
@@ -296,3 +304,30 @@ def test_not_ready_label_runs_without_readiness(k8s: client.ApiClient, namespace
         assert condition(pod, "Ready") == "False"
         assert pod.status.container_statuses[0].state.running is not None
         assert pod.status.container_statuses[0].ready is False
+
+
+def test_a_behaviour_image_breaks_only_the_tag_that_names_it(
+    k8s: client.ApiClient, namespace: str
+) -> None:
+    """One Deployment template, two tags: the bad build crash-loops, the other runs."""
+    apps = client.AppsV1Api(k8s)
+    for name, tag in (("bad-build", "crash-loop"), ("good-build", "v1")):
+        apps.create_namespaced_deployment(
+            namespace, deployment(name, replicas=1, image=f"{BEHAVIOR_IMAGE}:{tag}")
+        )
+
+    def crash_looping() -> client.V1Pod | None:
+        found = pods(k8s, namespace, "app=bad-build")
+        statuses = found[0].status.container_statuses if found else None
+        waiting = statuses[0].state.waiting if statuses else None
+        return found[0] if waiting and waiting.reason == "CrashLoopBackOff" else None
+
+    bad = eventually(crash_looping, "the crash-loop image in CrashLoopBackOff")
+    assert condition(bad, "Ready") == "False"
+    good = eventually(
+        lambda: (lambda d: d if d.status.ready_replicas == 1 else None)(
+            apps.read_namespaced_deployment_status("good-build", namespace)
+        ),
+        "the other tag Ready",
+    )
+    assert condition(good, "Available") == "True"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from prometheus_client import REGISTRY
 
 from controller.runtime import metrics  # noqa: F401  (registers the families)
 from devenv.cluster import resolve_bin_dir
+from devenv.prometheus import PROMTOOL_BIN
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "canary-controller"
+ALERTS = CHART / "alerts" / "canary-controller.rules.yaml"
 KUBE_VERSION = "1.35.4"  # the local helm is built without a default Kubernetes version
 
 
@@ -305,13 +308,7 @@ def test_plain_manifests_are_the_rendered_chart() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_the_dashboard_queries_only_metrics_the_controller_exports() -> None:
-    dashboard = json.loads((CHART / "dashboards" / "canary-controller.json").read_text())
-    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
-    assert len(exprs) >= 10
-    used = {
-        name for expr in exprs for name in re.findall(r"\b((?:canary|process)_[a-z_]+)\b", expr)
-    }
+def _exported_metric_names() -> set[str]:
     exported = {
         sample_name
         for family in REGISTRY.collect()
@@ -319,7 +316,66 @@ def test_the_dashboard_queries_only_metrics_the_controller_exports() -> None:
     }
     # histograms and counters expose suffixed series
     exported |= {f"{n}_bucket" for n in exported} | {f"{n}_count" for n in exported}
-    exported |= {f"{n}_total" for n in exported}
-    missing = sorted(used - exported)
+    return exported | {f"{n}_total" for n in exported}
+
+
+def _metric_names(exprs: list[str]) -> set[str]:
+    return {
+        name for expr in exprs for name in re.findall(r"\b((?:canary|process)_[a-z_]+)\b", expr)
+    }
+
+
+def test_the_dashboard_queries_only_metrics_the_controller_exports() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "canary-controller.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(exprs) >= 10
+    used = _metric_names(exprs)
+    missing = sorted(used - _exported_metric_names())
     assert not missing, f"the dashboard queries metrics nobody exports: {missing}"
     assert {"canary_releases", "canary_rollbacks_total", "canary_analysis_verdicts_total"} <= used
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_the_alerts_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
+    """promtool checks the rules, then runs tests/integration/alerts.test.yaml against them."""
+    for source in (ALERTS, Path(__file__).with_name("alerts.test.yaml")):
+        shutil.copy(source, tmp_path / source.name)
+    for args in (("check", "rules", ALERTS.name), ("test", "rules", "alerts.test.yaml")):
+        done = subprocess.run(
+            [PROMTOOL_BIN, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    tested = set(re.findall(r"alertname: (\w+)", (tmp_path / "alerts.test.yaml").read_text()))
+    assert tested == {rule["alert"] for rule in _alert_rules()}, "every alert has a test"
+
+
+def test_the_alerts_select_what_the_controller_exports() -> None:
+    rules = _alert_rules()
+    missing = sorted(_metric_names([r["expr"] for r in rules]) - _exported_metric_names())
+    assert not missing, f"the alerts select metrics nobody exports: {missing}"
+    selected = {
+        (kind, reason)
+        for rule in rules
+        for kind, reason in re.findall(
+            r'type="(\w+)"(?:, status="\w+")?(?:, reason="(\w+)")?', rule["expr"]
+        )
+    }
+    engine = (REPO / "controller" / "engine").glob("*.py")
+    source = "\n".join(path.read_text() for path in engine)
+    for kind, reason in selected:
+        assert f'"{kind}"' in source, f"no condition type {kind} in the engine"
+        assert not reason or f'"{reason}"' in source, f"no reason {reason} in the engine"
+
+
+def test_the_prometheus_rule_is_the_rule_file_and_optional() -> None:
+    assert not by_kind(render(), "PrometheusRule")
+    docs = render("metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.team=sre")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["team"] == "sre"
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text())
+    summaries = [r["annotations"]["summary"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert any("{{ $labels.release }}" in summary for summary in summaries)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
-from controller.api.status import CanaryReleaseStatus, MetricResult
+from controller.api.status import CanaryReleaseStatus, Condition, MetricResult
 from controller.engine.observations import Measurement
 from controller.runtime import metrics
 from controller.runtime.clients import resource_of
@@ -76,6 +76,49 @@ def test_only_fresh_verdicts_are_counted() -> None:
     assert _value("canary_analysis_value", **verdict, track="stable") == 0.01
 
 
+def _conditions(*states: tuple[str, str, str]) -> list[Condition]:
+    return [
+        Condition(type=kind, status=state, reason=reason, last_transition_time=T0)  # type: ignore[arg-type]
+        for kind, state, reason in states
+    ]
+
+
+def _condition_series(ns: str) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["type"], s.labels["status"], s.labels["reason"]): s.value
+        for family in REGISTRY.collect()
+        if family.name == "canary_release_condition"
+        for s in family.samples
+        if s.labels["namespace"] == ns
+    }
+
+
+def test_each_condition_has_one_series_for_what_it_says_now() -> None:
+    ns, name = _release()
+    pending = CanaryReleaseStatus(
+        phase="Paused",
+        conditions=_conditions(
+            ("TrafficRouted", "Unknown", "RoutePending"), ("AnalysisAvailable", "True", "Measured")
+        ),
+    )
+    metrics.record_status(ns, name, CanaryReleaseStatus(), pending)
+    assert _condition_series(ns) == {
+        ("TrafficRouted", "Unknown", "RoutePending"): 1.0,
+        ("AnalysisAvailable", "True", "Measured"): 1.0,
+    }
+    # the reason changes, a condition goes away: the old series go with them
+    rejected = CanaryReleaseStatus(
+        phase="Paused", conditions=_conditions(("TrafficRouted", "False", "RouteRejected"))
+    )
+    metrics.record_status(ns, name, pending, rejected)
+    assert _condition_series(ns) == {("TrafficRouted", "False", "RouteRejected"): 1.0}
+    metrics.record_status(ns, name, rejected, pending)
+    assert _condition_series(ns) == {
+        ("TrafficRouted", "Unknown", "RoutePending"): 1.0,
+        ("AnalysisAvailable", "True", "Measured"): 1.0,
+    }
+
+
 def test_measurement_results_and_provider_errors() -> None:
     ns, name = _release()
     unreachable_before = _value(
@@ -107,9 +150,14 @@ def test_measurement_results_and_provider_errors() -> None:
 def test_a_deleted_release_leaves_no_series_behind() -> None:
     ns, name = _release()
     paused = CanaryReleaseStatus(
-        phase="Paused", canary_weight=10, current_step_index=1, metrics=[_result("pass", T0)]
+        phase="Paused",
+        canary_weight=10,
+        current_step_index=1,
+        metrics=[_result("pass", T0)],
+        conditions=_conditions(("Frozen", "True", "MetricBreach")),
     )
     metrics.record_status(ns, name, CanaryReleaseStatus(), paused)
+    assert _condition_series(ns) == {("Frozen", "True", "MetricBreach"): 1.0}
     metrics.record_measurements(ns, name, [Measurement("error-rate", 0.01, 0.01, "q")])
     metrics.forget_release(ns, name)
     exported = [

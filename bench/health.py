@@ -1,0 +1,236 @@
+"""Crash-level canaries that never serve: from a broken canary to the rollback decision.
+
+The judge benchmark (bench/judge) measures one half of the crash target, a
+canary at ten times the errors; this measures the other half, a canary that
+is not Ready, on the real control plane with the controller as a process and
+the chart's `reconcileInterval` (10 s). No Prometheus is involved: the
+built-in health check decides from the canary's pods and Deployment.
+
+Each release runs `kwok.canary.dev/behavior:{tag}` (devenv/cluster.py): the
+stable tag `v1` is healthy, and the new tag is a bad build:
+
+- `crash-loop`: the containers wait in CrashLoopBackOff, restarts rising. Timed
+  from the first canary pod status that shows CrashLoopBackOff (what the
+  controller's pod watch can see) to the status showing `RolledBack`;
+- `not-ready`: Running, never Ready. The breach is `healthCheck.readyDeadline`
+  after the canary stopped being Ready (the first reconcile that sees fewer
+  Ready canary pods than its goal). Timed from the canary's first pod to
+  `RolledBack`; minus the deadline, that is the controller's own delay.
+
+Every release gets its bad tag at the same moment, so the numbers include the
+contention of all of them at once.
+
+Usage: python -m bench.health [--releases 10] [--ready-deadline 30s]
+Uses the cluster of CANARY_KUBECONFIG if set, else starts one.
+Writes bench/results/health.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes import config as kube_config
+
+from bench.scale.run import StatusWatcher, percentile, wait
+from controller.adapters.kubernetes import TRACK_LABEL
+from controller.api.durations import parse_duration
+from controller.api.spec import GROUP, PLURAL, VERSION
+from devenv.cluster import BEHAVIOR_IMAGE, LocalCluster, resolve_bin_dir
+from devenv.controller import ControllerProcess
+from devenv.install import install_crd
+
+RESULTS = Path(__file__).resolve().parent / "results" / "health.json"
+RECONCILE_INTERVAL_S = "10"  # the chart's default
+BEHAVIOURS = {"crash-loop": "CanaryCrashLooping", "not-ready": "CanaryNotReady"}
+REPLICAS = 4
+
+
+class CanaryPodWatcher(threading.Thread):
+    """When each app's canary pods were first seen, and first seen crash-looping."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.core, self.namespace = core, namespace
+        self.first_pod: dict[str, float] = {}
+        self.first_crash: dict[str, float] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            stream = watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                self.namespace,
+                label_selector=f"{TRACK_LABEL}=canary",
+                timeout_seconds=30,
+            )
+            try:
+                for event in stream:
+                    self._record(event["object"], time.monotonic())
+                    if self.stop_event.is_set():
+                        return
+            except Exception:  # a dropped watch: list again
+                time.sleep(1)
+
+    def _record(self, pod: client.V1Pod, now: float) -> None:
+        app = (pod.metadata.labels or {}).get("app")
+        if app is None:
+            return
+        self.first_pod.setdefault(app, now)
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason == "CrashLoopBackOff":
+                self.first_crash.setdefault(app, now)
+
+
+def deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    container = {"name": "app", "image": f"{BEHAVIOR_IMAGE}:v1"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+def release(name: str, ready_deadline: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CanaryRelease",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"name": name},
+            "release": {"tag": "v1", "image": f"{BEHAVIOR_IMAGE}:{{tag}}"},
+            "steps": [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 100}],
+            "healthCheck": {"readyDeadline": ready_deadline},
+        },
+    }
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "median": None, "p90": None, "max": None}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 2),
+        "p90": round(percentile(values, 0.9) or 0.0, 2),
+        "max": round(max(values), 2),
+    }
+
+
+def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> dict[str, Any]:
+    api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+    install_crd(api)
+    ns = f"bench-health-{os.getpid()}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    wait("service account", lambda: bool(core.list_namespaced_service_account(ns).items), 60)
+    bad_tag = {
+        f"{behaviour}-{i:02d}": behaviour for behaviour in BEHAVIOURS for i in range(per_behaviour)
+    }
+    names = list(bad_tag)
+    for name in names:
+        apps.create_namespaced_deployment(ns, deployment(name))
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, release(name, ready_deadline)
+        )
+    statuses, pods = StatusWatcher(custom, ns), CanaryPodWatcher(core, ns)
+    statuses.start()
+    pods.start()
+    logs = Path(tempfile.mkdtemp(prefix="bench-health-"))
+    env = {"CANARY_RECONCILE_INTERVAL": RECONCILE_INTERVAL_S}
+    proc = ControllerProcess(cluster.kubeconfig, logs / "controller.log", [ns], env).start()
+    deadline_s = parse_duration(ready_deadline).total_seconds()
+    try:
+        wait("all Idle", lambda: statuses.count("Idle") == len(names), 300)
+        tagged: dict[str, float] = {}
+
+        def break_it(name: str) -> None:
+            tagged[name] = time.monotonic()
+            patch = {"spec": {"release": {"tag": bad_tag[name]}}}
+            custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, patch)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(break_it, names))
+        wait(
+            "all RolledBack",
+            lambda: statuses.count("RolledBack") == len(names),
+            deadline_s + 300,
+        )
+        final = {
+            name: custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)["status"]
+            for name in names
+        }
+    finally:
+        statuses.stop_event.set()
+        pods.stop_event.set()
+        proc.stop()
+    decided = {name: statuses.seen[(name, "phase", "RolledBack")] for name in names}
+    result: dict[str, Any] = {
+        "releases_per_behaviour": per_behaviour,
+        "replicas": REPLICAS,
+        "reconcile_interval_s": float(RECONCILE_INTERVAL_S),
+        "ready_deadline_s": deadline_s,
+        "measured_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    for behaviour, reason in BEHAVIOURS.items():
+        mine = [name for name in names if bad_tag[name] == behaviour]
+        wrong = {n: final[n].get("reason") for n in mine if final[n].get("reason") != reason}
+        if wrong:
+            raise AssertionError(f"{behaviour}: rolled back for another reason: {wrong}")
+        entry: dict[str, Any] = {
+            "reason": reason,
+            "tag_to_decision_s": summary([decided[n] - tagged[n] for n in mine]),
+        }
+        if behaviour == "crash-loop":
+            entry["crash_visible_to_decision_s"] = summary(
+                [decided[n] - pods.first_crash[n] for n in mine]
+            )
+        else:
+            entry["first_pod_to_decision_minus_deadline_s"] = summary(
+                [decided[n] - pods.first_pod[n] - deadline_s for n in mine]
+            )
+        result[behaviour] = entry
+    core.delete_namespace(ns)
+    api.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--releases", type=int, default=10, help="per behaviour")
+    parser.add_argument("--ready-deadline", default="30s")
+    args = parser.parse_args()
+    existing = os.environ.get("CANARY_KUBECONFIG")
+    if existing:
+        cluster = LocalCluster.existing(existing, resolve_bin_dir())
+        result = measure(cluster, args.releases, args.ready_deadline)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-cluster-") as state:
+            cluster = LocalCluster.start(Path(state), resolve_bin_dir())
+            try:
+                result = measure(cluster, args.releases, args.ready_deadline)
+            finally:
+                cluster.stop()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
