@@ -13,9 +13,9 @@ stable tag `v1` is healthy, and the new tag is a bad build:
   from the first canary pod status that shows CrashLoopBackOff (what the
   controller's pod watch can see) to the status showing `RolledBack`;
 - `not-ready`: Running, never Ready. The breach is `healthCheck.readyDeadline`
-  after the canary stopped being Ready (the first reconcile that sees fewer
-  Ready canary pods than its goal). Timed from the canary's first pod to
-  `RolledBack`; minus the deadline, that is the controller's own delay.
+  after the first reconcile that saw fewer Ready canary pods than its goal
+  (the one that created the canary). Timed from the new tag to `RolledBack`;
+  minus the deadline, that is the controller's own delay.
 
 Every release gets its bad tag at the same moment, so the numbers include the
 contention of all of them at once.
@@ -57,12 +57,11 @@ REPLICAS = 4
 
 
 class CanaryPodWatcher(threading.Thread):
-    """When each app's canary pods were first seen, and first seen crash-looping."""
+    """When each app's canary pods were first seen crash-looping."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
         super().__init__(daemon=True)
         self.core, self.namespace = core, namespace
-        self.first_pod: dict[str, float] = {}
         self.first_crash: dict[str, float] = {}
         self.stop_event = threading.Event()
 
@@ -86,7 +85,6 @@ class CanaryPodWatcher(threading.Thread):
         app = (pod.metadata.labels or {}).get("app")
         if app is None:
             return
-        self.first_pod.setdefault(app, now)
         for status in pod.status.container_statuses or []:
             waiting = status.state.waiting if status.state else None
             if waiting is not None and waiting.reason == "CrashLoopBackOff":
@@ -202,8 +200,8 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
                 [decided[n] - pods.first_crash[n] for n in mine]
             )
         else:
-            entry["first_pod_to_decision_minus_deadline_s"] = summary(
-                [decided[n] - pods.first_pod[n] - deadline_s for n in mine]
+            entry["tag_to_decision_minus_deadline_s"] = summary(
+                [decided[n] - tagged[n] - deadline_s for n in mine]
             )
         result[behaviour] = entry
     core.delete_namespace(ns)
