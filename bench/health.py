@@ -17,8 +17,11 @@ stable tag `v1` is healthy, and the new tag is a bad build:
   (the one that created the canary). Timed from the new tag to `RolledBack`;
   minus the deadline, that is the controller's own delay.
 
-Every release gets its bad tag at the same moment, so the numbers include the
-contention of all of them at once.
+Every release gets its bad tag within about a second (four patches at a
+time), so the numbers include the contention of all of them at once. kwok
+shows CrashLoopBackOff as soon as the pod exists; a kubelet shows it after
+the container's first exit, so on a real node add the application's own time
+to crash (and its first restart back-off) to `tag_to_decision_s`.
 
 Usage: python -m bench.health [--releases 10] [--ready-deadline 30s]
 Uses the cluster of CANARY_KUBECONFIG if set, else starts one.
@@ -178,6 +181,11 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
         statuses.stop_event.set()
         pods.stop_event.set()
         proc.stop()
+        core.delete_namespace(ns)
+        api.close()
+    unseen = [n for n in names if bad_tag[n] == "crash-loop" and n not in pods.first_crash]
+    if unseen:
+        raise AssertionError(f"no CrashLoopBackOff pod was seen for {unseen}")
     decided = {name: statuses.seen[(name, "phase", "RolledBack")] for name in names}
     result: dict[str, Any] = {
         "releases_per_behaviour": per_behaviour,
@@ -204,8 +212,6 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
                 [decided[n] - tagged[n] - deadline_s for n in mine]
             )
         result[behaviour] = entry
-    core.delete_namespace(ns)
-    api.close()
     return result
 
 

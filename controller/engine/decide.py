@@ -15,12 +15,13 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
 from controller.engine.actions import Action, RecordEvent
 from controller.engine.analysis import (
+    ANALYSIS,
     analysis_passed,
     apply_measurements,
     inconclusive_choice,
     inconclusive_message,
 )
-from controller.engine.auditing import ANOMALY, apply_audit_report, audit_log_passed
+from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
 from controller.engine.conditions import set_condition
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
@@ -61,10 +62,30 @@ def decide(
         _watch_after_promotion(d)
     if not d.active:
         settle(d)
+        _stand_down(d)
     record_route(d)
     follow_up(d, status)
     d.status.message = summarize(d)
     return d.status, d.actions
+
+
+def _stand_down(d: Decision) -> None:
+    """Outside a canary nothing is judged: a lost Prometheus or audit log holds nothing.
+
+    Its condition turns Unknown (so an alert on `False` ends with the
+    release), and the outage clock restarts with the next canary.
+    """
+    status = d.status
+    status.prometheus_unreachable_since = None
+    for kind in (ANALYSIS, AUDIT_LOG):
+        current = next((c for c in status.conditions if c.type == kind), None)
+        if current is not None and current.status == "False":
+            message = (
+                f"nothing is judged while the release is {status.phase}; last: {current.message}"
+            )
+            status.conditions = set_condition(
+                status.conditions, kind, "Unknown", "NotJudging", message[:1024], d.now
+            )
 
 
 def tag_of(template: str, image: str) -> str | None:

@@ -60,6 +60,18 @@ def thaw(d: Decision) -> None:
     if gates is None or gates.freeze is None:
         return
     canary = status.phase in ("Progressing", "Paused")
+    if status.phase == "Promoting" and d.force_promotion:
+        # The human has decided. The record stays until the promotion ends, so
+        # the breach that persists meanwhile does not freeze again, but nothing
+        # waits for a human any more (the Frozen alert is for that).
+        status.conditions = set_condition(
+            status.conditions,
+            FROZEN,
+            "False",
+            "PromotedByHuman",
+            f"promoted through the freeze after {gates.freeze.reason}",
+            d.now,
+        )
     if status.phase == "Promoting" or (canary and status.paused_at is not None):
         return
     gates.freeze = None

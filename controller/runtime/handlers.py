@@ -186,7 +186,7 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
     if event["type"] == "DELETED":
         releases.delete(key)
         queue.forget(key)
-        metrics.forget_release(*key)
+        metrics.forget_release(*key, uid=meta.get("uid"))
     elif releases.put(body):  # not the echo of our own status write
         # A command or spec change may also go to the reserved worker.
         queue.wake(key, head_start=EVENT_HEAD_START_S, urgent=needs_answer(body))

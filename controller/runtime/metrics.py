@@ -85,7 +85,11 @@ _Family = TypeVar("_Family", Counter, Gauge)
 _phases: dict[tuple[str, str], str] = {}
 _conditions: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
 _series: dict[tuple[str, str], set[tuple[Counter | Gauge, tuple[str, ...]]]] = {}
-_guard = threading.Lock()
+#: uids of deleted releases (the latest few thousand): a reconcile that was in
+#: flight when its release was deleted must not publish its series again.
+_deleted: dict[str, None] = {}
+_DELETED_KEPT = 10_000
+_guard = threading.RLock()  # held across a whole record_status: see _deleted
 
 
 def _child(family: _Family, namespace: str, name: str, *rest: str) -> _Family:
@@ -105,12 +109,23 @@ def _publish_phase_counts() -> None:
 
 
 def record_status(
-    namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryReleaseStatus
+    namespace: str,
+    name: str,
+    old: CanaryReleaseStatus,
+    new: CanaryReleaseStatus,
+    uid: str | None = None,
 ) -> None:
     """Publish a reconcile's outcome; call only once `new` is written (or unchanged)."""
     with _guard:
-        _phases[(namespace, name)] = new.phase
-        _publish_phase_counts()
+        if uid is not None and uid in _deleted:
+            return
+        _publish(namespace, name, old, new)
+
+
+def _publish(namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryReleaseStatus) -> None:
+    """Under `_guard`, so a deletion lands before or after all of it, never in between."""
+    _phases[(namespace, name)] = new.phase
+    _publish_phase_counts()
     _child(WEIGHT, namespace, name).set(new.canary_weight)
     _publish_conditions(namespace, name, new)
     step = new.current_step_index
@@ -142,8 +157,11 @@ def _publish_conditions(namespace: str, name: str, status: CanaryReleaseStatus) 
         _conditions[(namespace, name)] = now
     for kind, state in before.items():
         if now.get(kind) != state:
+            labels = (namespace, name, kind, *state)
+            with _guard:
+                _series.get((namespace, name), set()).discard((CONDITION, labels))
             with contextlib.suppress(KeyError):
-                CONDITION.remove(namespace, name, kind, *state)
+                CONDITION.remove(*labels)
     for kind, state in now.items():
         _child(CONDITION, namespace, name, kind, *state).set(1)
 
@@ -163,9 +181,13 @@ def record_measurements(
         _child(MEASUREMENTS, namespace, name, m.metric, result).inc()
 
 
-def forget_release(namespace: str, name: str) -> None:
+def forget_release(namespace: str, name: str, uid: str | None = None) -> None:
     """Drop a deleted release's series, so label sets stay bounded by what exists."""
     with _guard:
+        if uid is not None:
+            _deleted[uid] = None
+            if len(_deleted) > _DELETED_KEPT:
+                del _deleted[next(iter(_deleted))]
         _phases.pop((namespace, name), None)
         _conditions.pop((namespace, name), None)
         _publish_phase_counts()

@@ -191,7 +191,7 @@ def _commit(
     changed = new != old
     if changed:
         cluster.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new)
-    record_status(meta["namespace"], meta["name"], old, new)
+    record_status(meta["namespace"], meta["name"], old, new, meta.get("uid"))
     if new.phase != old.phase:
         log.info("phase changed", old=old.phase, new=new.phase, reason=new.reason)
     for action in actions:

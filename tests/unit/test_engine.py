@@ -210,6 +210,27 @@ def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
     assert cond.status == "True" and status.metrics[0].verdict == "pass"
 
 
+def test_an_outage_stops_holding_anything_when_the_release_ends() -> None:
+    """A lost Prometheus after an abort is no longer a problem: alerts on False must end."""
+    spec = make_spec(steps=STEPS)
+    target = DeploymentView("app", 10, "registry.example.com/app:v1", 10, 10, 10)
+    canary = DeploymentView("app-canary", 1, "registry.example.com/app:v2", 1, 1, 1)
+    status, _ = decide(spec, CanaryReleaseStatus(), Observed(target), T0)
+    down = tuple([Measurement("error-rate", None, None, "q", "connection refused", True)])
+    for minute in range(1, 13):
+        observed = Observed(target, canary, measurements=down)
+        status, _ = decide(spec, status, observed, T0 + timedelta(minutes=minute))
+    cond = next(c for c in status.conditions if c.type == "AnalysisAvailable")
+    assert cond.status == "False" and status.prometheus_unreachable_since is not None
+    aborted = Observed(target, canary, command="abort 1")
+    status, _ = decide(spec, status, aborted, T0 + timedelta(minutes=13))
+    assert status.phase == "RolledBack"
+    cond = next(c for c in status.conditions if c.type == "AnalysisAvailable")
+    assert (cond.status, cond.reason) == ("Unknown", "NotJudging")
+    assert "RolledBack" in cond.message and "connection refused" in cond.message
+    assert status.prometheus_unreachable_since is None  # the next canary's clock starts afresh
+
+
 def test_rejected_query_is_an_error_not_a_breach() -> None:
     spec = make_spec(steps=STEPS)
     target = DeploymentView("app", 10, "registry.example.com/app:v1", 10, 10, 10)

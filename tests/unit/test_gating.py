@@ -311,7 +311,12 @@ def test_freeze_holds_the_canary_at_its_weight_and_alerts() -> None:
 def test_a_human_resolves_a_freeze_forward_or_back() -> None:
     forward = frozen_world()
     forward.command = "promote-full 1"
+    forward.tick(forward.start)
+    assert forward.status.phase == "Promoting"
+    decided = next(c for c in forward.status.conditions if c.type == "Frozen")
+    assert (decided.status, decided.reason) == ("False", "PromotedByHuman")
     run(forward, 30)
+    assert forward.events().count("Frozen") == 1  # the breach went on; no second freeze
     assert forward.status.phase == "Succeeded" and forward.stable.image.endswith(":v2")
     assert forward.status.gates is not None and forward.status.gates.freeze is None
 

@@ -169,6 +169,19 @@ def test_a_deleted_release_leaves_no_series_behind() -> None:
     assert exported == []
 
 
+def test_a_reconcile_that_ends_after_the_deletion_publishes_nothing() -> None:
+    ns, name = _release()
+    frozen = CanaryReleaseStatus(
+        phase="Paused", conditions=_conditions(("Frozen", "True", "MetricBreach"))
+    )
+    metrics.record_status(ns, name, CanaryReleaseStatus(), frozen, uid="uid-1")
+    metrics.forget_release(ns, name, uid="uid-1")
+    metrics.record_status(ns, name, frozen, frozen, uid="uid-1")  # was in flight
+    assert _condition_series(ns) == {}
+    metrics.record_status(ns, name, CanaryReleaseStatus(), frozen, uid="uid-2")  # recreated
+    assert _condition_series(ns) == {("Frozen", "True", "MetricBreach"): 1.0}
+
+
 def test_api_error_resource_label_names_the_resource_not_the_object() -> None:
     base = "https://10.0.0.1:6443"
     assert resource_of(f"{base}/apis/apps/v1/namespaces/a/deployments/web") == "deployments"
