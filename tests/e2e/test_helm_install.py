@@ -241,12 +241,10 @@ def test_the_service_account_can_run_a_whole_canary_and_nothing_more(
         assert f'canary_promotions_total{{namespace="{apps_ns}",release="payments"}} 1.0' in (
             exported
         )
-        # what the chart's alerts select on
-        found = 'type="TargetFound",status="True",reason="Found"'
-        assert (
-            f'canary_release_condition{{namespace="{apps_ns}",release="payments",{found}}} 1.0'
-            in exported
-        )
+        # what the chart's alerts select on (the exposition sorts the labels)
+        labels = f'namespace="{apps_ns}",reason="Found",release="payments"'
+        found = f'canary_release_condition{{{labels},status="True",type="TargetFound"}} 1.0'
+        assert found in exported
 
         sa = kube_config.new_client_from_config(config_file=str(kubeconfig))
         try:
