@@ -20,7 +20,6 @@ Writes bench/results/failover.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -34,7 +33,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from devenv.cluster import LocalCluster, resolve_bin_dir
+from bench.harness import run_on_a_cluster
+from devenv.cluster import LocalCluster
 from devenv.controller import ControllerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "failover.json"
@@ -164,20 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    existing = os.environ.get("CANARY_KUBECONFIG")
-    if existing:
-        cluster = LocalCluster.existing(existing, resolve_bin_dir())
-        result = measure(cluster, args.rounds)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-cluster-") as state:
-            cluster = LocalCluster.start(Path(state), resolve_bin_dir())
-            try:
-                result = measure(cluster, args.rounds)
-            finally:
-                cluster.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    run_on_a_cluster(lambda cluster: measure(cluster, args.rounds), RESULTS)
 
 
 if __name__ == "__main__":

@@ -31,25 +31,24 @@ Writes bench/results/health.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes import config as kube_config
 
+from bench.harness import WatchThread, run_on_a_cluster
 from bench.scale.run import StatusWatcher, percentile, wait
 from controller.adapters.kubernetes import TRACK_LABEL
 from controller.api.durations import parse_duration
 from controller.api.spec import GROUP, PLURAL, VERSION
-from devenv.cluster import BEHAVIOR_IMAGE, LocalCluster, resolve_bin_dir
+from devenv.cluster import BEHAVIOR_IMAGE, LocalCluster
 from devenv.controller import ControllerProcess
 from devenv.install import install_crd
 
@@ -59,32 +58,16 @@ BEHAVIOURS = {"crash-loop": "CanaryCrashLooping", "not-ready": "CanaryNotReady"}
 REPLICAS = 4
 
 
-class CanaryPodWatcher(threading.Thread):
+class CanaryPodWatcher(WatchThread):
     """When each app's canary pods were first seen crash-looping."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
-        super().__init__(daemon=True)
-        self.core, self.namespace = core, namespace
+        super().__init__(
+            core.list_namespaced_pod, namespace, label_selector=f"{TRACK_LABEL}=canary"
+        )
         self.first_crash: dict[str, float] = {}
-        self.stop_event = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            stream = watch.Watch().stream(
-                self.core.list_namespaced_pod,
-                self.namespace,
-                label_selector=f"{TRACK_LABEL}=canary",
-                timeout_seconds=30,
-            )
-            try:
-                for event in stream:
-                    self._record(event["object"], time.monotonic())
-                    if self.stop_event.is_set():
-                        return
-            except Exception:  # a dropped watch: list again
-                time.sleep(1)
-
-    def _record(self, pod: client.V1Pod, now: float) -> None:
+    def on_event(self, pod: client.V1Pod, now: float) -> None:
         app = (pod.metadata.labels or {}).get("app")
         if app is None:
             return
@@ -220,20 +203,7 @@ def main() -> None:
     parser.add_argument("--releases", type=int, default=10, help="per behaviour")
     parser.add_argument("--ready-deadline", default="30s")
     args = parser.parse_args()
-    existing = os.environ.get("CANARY_KUBECONFIG")
-    if existing:
-        cluster = LocalCluster.existing(existing, resolve_bin_dir())
-        result = measure(cluster, args.releases, args.ready_deadline)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-cluster-") as state:
-            cluster = LocalCluster.start(Path(state), resolve_bin_dir())
-            try:
-                result = measure(cluster, args.releases, args.ready_deadline)
-            finally:
-                cluster.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    run_on_a_cluster(lambda cluster: measure(cluster, args.releases, args.ready_deadline), RESULTS)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
+from bench.harness import WatchThread
 from bench.scale.faults import FaultyPrometheus
 from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.cluster import LocalCluster, resolve_bin_dir
@@ -94,41 +95,20 @@ class ProcSampler(threading.Thread):
         return [s for s in self.samples if start <= s[0] <= end]
 
 
-class StatusWatcher(threading.Thread):
+class StatusWatcher(WatchThread):
     """Records, per release, when each (field, value) first appeared in status."""
 
     def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
-        super().__init__(daemon=True)
-        self.custom, self.namespace = custom, namespace
+        super().__init__(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
         self.seen: dict[tuple[str, str, str], float] = {}
         self.phases: dict[str, str] = {}
-        self.stop_event = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            stream = watch.Watch().stream(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                timeout_seconds=30,
-            )
-            try:
-                self._consume(stream)
-            except Exception:  # 410/504, or the apiserver restarting: list again
-                time.sleep(1)
-
-    def _consume(self, stream: Any) -> None:
-        for event in stream:
-            obj, now = event["object"], time.monotonic()
-            name, status = obj["metadata"]["name"], obj.get("status") or {}
-            for field in ("phase", "canaryTag", "stableTag", "lastCommand"):
-                value = str(status.get(field))
-                self.seen.setdefault((name, field, value), now)
-            self.phases[name] = status.get("phase", "")
-            if self.stop_event.is_set():
-                return
+    def on_event(self, obj: Any, now: float) -> None:
+        name, status = obj["metadata"]["name"], obj.get("status") or {}
+        for field in ("phase", "canaryTag", "stableTag", "lastCommand"):
+            value = str(status.get(field))
+            self.seen.setdefault((name, field, value), now)
+        self.phases[name] = status.get("phase", "")
 
     def count(self, phase: str) -> int:
         return sum(1 for p in self.phases.values() if p == phase)
