@@ -44,7 +44,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from bench.harness import WatchThread, run_on_a_cluster
-from bench.scale.run import StatusWatcher, percentile, wait
+from bench.scale.run import StatusWatcher, deployment, percentile, wait
 from controller.adapters.kubernetes import TRACK_LABEL
 from controller.api.durations import parse_duration
 from controller.api.spec import GROUP, PLURAL, VERSION
@@ -75,21 +75,6 @@ class CanaryPodWatcher(WatchThread):
             waiting = status.state.waiting if status.state else None
             if waiting is not None and waiting.reason == "CrashLoopBackOff":
                 self.first_crash.setdefault(app, now)
-
-
-def deployment(name: str) -> dict[str, Any]:
-    labels = {"app": name}
-    container = {"name": "app", "image": f"{BEHAVIOR_IMAGE}:v1"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-        },
-    }
 
 
 def release(name: str, ready_deadline: str) -> dict[str, Any]:
@@ -129,7 +114,7 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
     }
     names = list(bad_tag)
     for name in names:
-        apps.create_namespaced_deployment(ns, deployment(name))
+        apps.create_namespaced_deployment(ns, deployment(name, REPLICAS, f"{BEHAVIOR_IMAGE}:v1"))
         custom.create_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, release(name, ready_deadline)
         )

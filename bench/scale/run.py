@@ -142,19 +142,17 @@ def prometheus_queries(prometheus: PrometheusServer) -> float:
     return metric_total(text, "prometheus_http_requests_total", 'handler="/api/v1/query"')
 
 
-def deployment(name: str) -> dict[str, Any]:
+def deployment(name: str, replicas: int = 3, image: str | None = None) -> dict[str, Any]:
     labels = {"app": name}
+    container = {"name": "app", "image": image or f"r.example.com/{name}:v1"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
         "spec": {
-            "replicas": 3,
+            "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": f"r.example.com/{name}:v1"}]},
-            },
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
         },
     }
 
