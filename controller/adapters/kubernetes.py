@@ -92,7 +92,17 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
         status_replicas=int(status.get("replicas") or 0),
         max_unavailable=str(rolling.get("maxUnavailable", "25%")) if is_rolling else None,
         max_surge=str(rolling.get("maxSurge", "25%")) if is_rolling else None,
+        stalled=_stalled(status),
     )
+
+
+def _stalled(status: dict[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status")) == ("Progressing", "False") and (
+            condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return str(condition.get("message") or "progress deadline exceeded")
+    return None
 
 
 def autoscaled_deployment(hpa: dict[str, Any]) -> str | None:

@@ -301,6 +301,8 @@ def _run_promotion(d: Decision) -> None:
     if not rolling_back and (_breached_analysis(d) or _breached_audit_log(d)):
         return
     image = d.spec.release.image_for(status.canary_tag)
+    if not rolling_back and _promotion_stalled(d, image):
+        return
     if not drive_promotion(d, image):
         return
     if rolling_back:
@@ -314,6 +316,27 @@ def _run_promotion(d: Decision) -> None:
     status.phase, status.reason, status.canary_tag = "Succeeded", None, None
     status.current_step_index, status.next_analysis_at, status.canary_weight = None, None, 0
     start_watch(d)
+
+
+def _promotion_stalled(d: Decision, image: str) -> bool:
+    """The Deployment's own deadline passed while the new image rolled onto every replica.
+
+    A canary that was fine at 10% can still fail at full size (no room for the
+    new pods, a dependency that gives way under all the traffic). With
+    maxUnavailable 0 the old pods keep serving, so nothing breaks, but the
+    promotion would wait forever. The Deployment controller already times it
+    (`progressDeadlineSeconds`, 600 s by default): its verdict counts once it
+    is about the spec that rolls `image` out.
+    """
+    target = d.target
+    current = target.image == image and target.observed_generation >= target.generation
+    if target.stalled is None or not current:
+        return False
+    message = (
+        f"rolling {d.status.canary_tag} onto all {d.total_replicas} replicas made no progress "
+        f"within the Deployment's progressDeadlineSeconds: {target.stalled}"
+    )
+    return _on_breach(d, "PromotionStalled", message)
 
 
 def _breached_health(d: Decision, goal: int) -> bool:

@@ -29,6 +29,9 @@ class DeploymentView:
     """Pods of every revision (status.replicas): above `replicas` while old pods remain."""
     autoscaler: str | None = None
     """The HorizontalPodAutoscaler that owns `replicas`, if one targets this Deployment."""
+    stalled: str | None = None
+    """The Deployment controller's message when its rollout made no progress within
+    `progressDeadlineSeconds` (condition Progressing=False, ProgressDeadlineExceeded)."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`.

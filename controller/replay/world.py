@@ -57,9 +57,24 @@ class SimDeployment:
     max_unavailable: str | None = "25%"
     max_surge: str | None = "25%"
     pods: list[Pod] = field(default_factory=list)
+    progress_deadline: timedelta | None = None
+    """`progressDeadlineSeconds`: a rollout without progress this long reports a stall."""
+    _progress: tuple[str, int, datetime] | None = field(default=None, init=False, repr=False)
+    """(image, its Ready pods, when that last changed): what the deadline is measured on."""
+
+    def done(self, now: datetime) -> bool:
+        new = [p for p in self.pods if p.image == self.image]
+        return len(new) == len(self.pods) and sum(p.ready(now) for p in new) >= self.replicas
 
     def step(self, now: datetime) -> None:
         """One pass of a simplified Deployment controller."""
+        self._step(now)
+        ready_new = sum(p.ready(now) and p.image == self.image for p in self.pods)
+        previous = self._progress
+        if previous is None or previous[:2] != (self.image, ready_new) or self.done(now):
+            self._progress = (self.image, ready_new, now)
+
+    def _step(self, now: datetime) -> None:
         unavailable = _count(self.max_unavailable or "100%", self.replicas, round_up=False)
         surge = _count(self.max_surge or "0", self.replicas, round_up=True)
         if unavailable == 0 and surge == 0:
@@ -93,7 +108,16 @@ class SimDeployment:
             updated_replicas=updated,
             max_unavailable=self.max_unavailable,
             max_surge=self.max_surge,
+            stalled=self._stalled(now),
         )
+
+    def _stalled(self, now: datetime) -> str | None:
+        if self.progress_deadline is None or self._progress is None or self.done(now):
+            return None
+        image, _, since = self._progress
+        if image != self.image or now - since < self.progress_deadline:
+            return None
+        return f'ReplicaSet "{self.name}" has timed out progressing.'
 
 
 Tick = tuple[datetime, CanaryReleaseStatus, list[Action], int]

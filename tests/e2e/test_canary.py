@@ -8,6 +8,8 @@ from datetime import datetime
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from controller.adapters.kubernetes import COMMAND_ANNOTATION
+from devenv.cluster import BEHAVIOR_IMAGE
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
@@ -15,6 +17,7 @@ from tests.e2e.helpers import (
     CapacityWatch,
     Releases,
     adopted,
+    deployment,
     healthy_traffic,
     release,
     wait_for,
@@ -274,3 +277,33 @@ def test_crash_looping_canary_is_rolled_back(
     assert "payments-canary" in status["message"] or "restarted" in status["message"]
     wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
     assert _image_of(releases, "payments") == IMAGE.format("v1")
+
+
+def test_a_promotion_the_deployment_cannot_finish_is_rolled_back(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    """A human forces a build whose pods never become Ready onto every replica: the
+    Deployment's progressDeadlineSeconds (10 s here) ends it, and the old pods serve
+    throughout (maxUnavailable 0 during a promotion)."""
+    target = deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
+    target["spec"]["progressDeadlineSeconds"] = 10
+    releases.apps.create_namespaced_deployment(namespace, target)
+    body = release("payments", "v1", None, steps=[{"setWeight": 25}, {"pause": {}}])
+    body["spec"]["release"]["image"] = f"{BEHAVIOR_IMAGE}:{{tag}}"
+    releases.create(body)
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=60)
+    with CapacityWatch(releases, "payments") as capacity:
+        releases.set_tag("payments", "not-ready")
+        wait_for(lambda: releases.deployment("payments-canary"), 30, "canary Deployment")
+        command = {COMMAND_ANNOTATION: "promote-full e2e"}
+        releases.patch("payments", {"metadata": {"annotations": command}})
+        releases.wait_phase("payments", "Promoting", timeout=30)
+        assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:not-ready"
+        status = releases.wait_phase("payments", "RolledBack", timeout=120)
+        wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
+    assert status["reason"] == "PromotionStalled"
+    assert "progressDeadlineSeconds" in status["message"]
+    assert "timed out progressing" in status["message"]
+    assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:v1"
+    assert min(capacity.samples) >= 4, f"capacity dipped: {min(capacity.samples)}"

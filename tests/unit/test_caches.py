@@ -86,6 +86,15 @@ DEPLOYMENT = {
         "availableReplicas": 5,
         "updatedReplicas": 6,
         "observedGeneration": 7,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "web-7d9f" has timed out progressing.',
+            },
+        ],
     },
 }
 
@@ -96,6 +105,14 @@ def test_a_trimmed_deployment_gives_the_same_view_for_every_container() -> None:
         assert deployment_view(record, container) == deployment_view(DEPLOYMENT, container)
     assert "managedFields" not in record["metadata"]
     assert len(repr(record)) < len(repr(DEPLOYMENT)) / 5
+
+
+def test_a_stalled_rollout_is_read_from_the_deployments_own_condition() -> None:
+    view = deployment_view(deployment_record(DEPLOYMENT), "app")
+    assert view.stalled == 'ReplicaSet "web-7d9f" has timed out progressing.'
+    progressing = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+    healthy = {**DEPLOYMENT, "status": {**DEPLOYMENT["status"], "conditions": [progressing]}}
+    assert deployment_view(healthy, "app").stalled is None
 
 
 def test_a_pod_record_keeps_restarts_and_crash_loops() -> None:

@@ -231,6 +231,34 @@ def test_an_outage_stops_holding_anything_when_the_release_ends() -> None:
     assert status.prometheus_unreachable_since is None  # the next canary's clock starts afresh
 
 
+def test_a_promotion_that_stalls_at_full_size_is_rolled_back() -> None:
+    """Fine at 10%, but the new pods never become Ready at full size: the Deployment's
+    progressDeadlineSeconds runs out, and the old pods kept serving throughout."""
+    world = _world()
+    world.stable.ready_delay = timedelta(days=1)  # new stable pods: never Ready
+    world.stable.progress_deadline = timedelta(minutes=10)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    status = world.status
+    assert (status.phase, status.reason) == ("RolledBack", "PromotionStalled")
+    assert "progressDeadlineSeconds" in (status.message or "")
+    assert "timed out progressing" in (status.message or "")
+    assert world.stable.image.endswith(":v1")
+    assert all(pod.image.endswith(":v1") for pod in world.stable.pods)  # the v2 pods are gone
+    assert min(cap for *_, cap in world.log) >= 10
+    promoting = next(t for t, s, *_ in world.log if s.phase == "Promoting")
+    rolled = next(t for t, s, *_ in world.log if s.phase == "RolledBack")
+    assert timedelta(minutes=10) <= rolled - promoting <= timedelta(minutes=11)
+    assert [(h.tag, h.outcome) for h in status.history] == [("v2", "RolledBack")]
+
+
+def test_a_slow_promotion_that_keeps_progressing_is_not_a_stall() -> None:
+    world = _world()
+    world.stable.ready_delay = timedelta(minutes=8)  # each pod slow, but each one comes
+    world.stable.progress_deadline = timedelta(minutes=10)
+    world.run(until=timedelta(hours=3), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded"
+
+
 def test_rejected_query_is_an_error_not_a_breach() -> None:
     spec = make_spec(steps=STEPS)
     target = DeploymentView("app", 10, "registry.example.com/app:v1", 10, 10, 10)
