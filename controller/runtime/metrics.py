@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeVar, get_args
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -79,11 +79,17 @@ CONDITION = Gauge(
     "(what the chart's alerts select on)",
     [*RELEASE, "type", "status", "reason"],
 )
+LAST_ROLLBACK = Gauge(
+    "canary_release_last_rollback_timestamp_seconds",
+    "When the release was last rolled back (from its status history), with the reason",
+    [*RELEASE, "reason"],
+)
 LEADER = Gauge("canary_controller_leader", "1 while this replica holds the lease and reconciles")
 
 _Family = TypeVar("_Family", Counter, Gauge)
 _phases: dict[tuple[str, str], str] = {}
-_conditions: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+_current: dict[tuple[str, str], dict[tuple[Gauge, str], tuple[str, ...]]] = {}
+"""Per release and (family, key): the labels of the one series it has now (_publish_current)."""
 _series: dict[tuple[str, str], set[tuple[Counter | Gauge, tuple[str, ...]]]] = {}
 #: uids of deleted releases (the latest few thousand): a reconcile that was in
 #: flight when its release was deleted must not publish its series again.
@@ -127,7 +133,7 @@ def _publish(namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryRel
     _phases[(namespace, name)] = new.phase
     _publish_phase_counts()
     _child(WEIGHT, namespace, name).set(new.canary_weight)
-    _publish_conditions(namespace, name, new)
+    _publish_from_status(namespace, name, new)
     step = new.current_step_index
     _child(STEP, namespace, name).set(-1 if step is None else step)
     if new.phase == "RolledBack" and old.phase != "RolledBack":
@@ -144,26 +150,43 @@ def _publish(namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryRel
                 _child(VALUE, namespace, name, result.name, track).set(value)
 
 
-def _publish_conditions(namespace: str, name: str, status: CanaryReleaseStatus) -> None:
-    """One series per condition: a changed status or reason replaces the old series.
+def _publish_from_status(namespace: str, name: str, status: CanaryReleaseStatus) -> None:
+    """The series that say what the status says now: its conditions, its last rollback."""
+    current = {c.type: ((c.type, c.status, c.reason), 1.0) for c in status.conditions}
+    _publish_current(CONDITION, namespace, name, current)
+    rollbacks = [h for h in status.history if h.outcome == "RolledBack"]
+    latest = max(rollbacks, key=lambda h: h.finished_at, default=None)
+    last: dict[str, tuple[tuple[str, ...], float]] = {}
+    if latest is not None:
+        reason = latest.reason.partition(":")[0] or "Unknown"
+        last[""] = ((reason,), latest.finished_at.timestamp())
+    _publish_current(LAST_ROLLBACK, namespace, name, last)
 
-    Only the current state has a series, so an alert is a plain selector
-    (`canary_release_condition{type="Frozen",status="True"}`) held `for:` a
-    while, with no `== 1` arithmetic and no stale combinations.
+
+def _publish_current(
+    family: Gauge,
+    namespace: str,
+    name: str,
+    current: Mapping[str, tuple[tuple[str, ...], float]],
+) -> None:
+    """One series per key, with the labels it has now: changed labels replace the old series.
+
+    Read from the status on every reconcile, so a restarted controller
+    publishes the same. Only the current state has a series, so an alert is a
+    plain selector (`canary_release_condition{type="Frozen",status="True"}`)
+    with no stale combinations to rule out.
     """
-    now: dict[str, tuple[str, str]] = {c.type: (c.status, c.reason) for c in status.conditions}
-    with _guard:
-        before = _conditions.get((namespace, name), {})
-        _conditions[(namespace, name)] = now
-    for kind, state in before.items():
-        if now.get(kind) != state:
-            labels = (namespace, name, kind, *state)
-            with _guard:
-                _series.get((namespace, name), set()).discard((CONDITION, labels))
+    held = _current.setdefault((namespace, name), {})
+    for (kind, key), labels in list(held.items()):
+        if kind is family and (key not in current or current[key][0] != labels):
+            del held[(kind, key)]
+            full = (namespace, name, *labels)
+            _series.get((namespace, name), set()).discard((family, full))
             with contextlib.suppress(KeyError):
-                CONDITION.remove(*labels)
-    for kind, state in now.items():
-        _child(CONDITION, namespace, name, kind, *state).set(1)
+                family.remove(*full)
+    for key, (labels, value) in current.items():
+        held[(family, key)] = labels
+        _child(family, namespace, name, *labels).set(value)
 
 
 def record_measurements(
@@ -189,7 +212,7 @@ def forget_release(namespace: str, name: str, uid: str | None = None) -> None:
             if len(_deleted) > _DELETED_KEPT:
                 del _deleted[next(iter(_deleted))]
         _phases.pop((namespace, name), None)
-        _conditions.pop((namespace, name), None)
+        _current.pop((namespace, name), None)
         _publish_phase_counts()
         series = _series.pop((namespace, name), set())
     for family, labels in series:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
-from controller.api.status import CanaryReleaseStatus, Condition, MetricResult
+from controller.api.status import CanaryReleaseStatus, Condition, HistoryEntry, MetricResult
 from controller.engine.observations import Measurement
 from controller.runtime import metrics
 from controller.runtime.clients import resource_of
@@ -117,6 +117,37 @@ def test_each_condition_has_one_series_for_what_it_says_now() -> None:
         ("TrafficRouted", "Unknown", "RoutePending"): 1.0,
         ("AnalysisAvailable", "True", "Measured"): 1.0,
     }
+
+
+def _rollback_series(ns: str) -> dict[str, float]:
+    return {
+        s.labels["reason"]: s.value
+        for family in REGISTRY.collect()
+        if family.name == "canary_release_last_rollback_timestamp_seconds"
+        for s in family.samples
+        if s.labels["namespace"] == ns
+    }
+
+
+def test_the_last_rollback_is_read_from_the_history_on_every_reconcile() -> None:
+    ns, name = _release()
+    first = HistoryEntry(
+        tag="v2", outcome="RolledBack", reason="MetricBreach: error-rate 0.2", finished_at=T0
+    )
+    promoted = HistoryEntry(tag="v3", outcome="Succeeded", reason="promoted", finished_at=T0)
+    status = CanaryReleaseStatus(phase="Succeeded", history=[first, promoted])
+    # a restarted controller: the first thing it publishes is what the status says
+    metrics.record_status(ns, name, status, status)
+    assert _rollback_series(ns) == {"MetricBreach": T0.timestamp()}
+    later = T0 + timedelta(hours=3)
+    crash = HistoryEntry(
+        tag="v4", outcome="RolledBack", reason="CanaryCrashLooping: pod x", finished_at=later
+    )
+    rolled = CanaryReleaseStatus(phase="RolledBack", history=[first, promoted, crash])
+    metrics.record_status(ns, name, status, rolled)
+    assert _rollback_series(ns) == {"CanaryCrashLooping": later.timestamp()}
+    metrics.forget_release(ns, name)
+    assert _rollback_series(ns) == {}
 
 
 def test_measurement_results_and_provider_errors() -> None:
