@@ -187,6 +187,19 @@ class Releases:
             and e.involved_object.kind == "CanaryRelease"
         ]
 
+    def wait_events(self, name: str, *reasons: str, timeout: float = 20) -> list[str]:
+        """Until `name` has Events with every one of `reasons`; all its reasons.
+
+        Events are recorded after the status write that caused them, so a
+        phase seen in the status may come a moment before its Event.
+        """
+        wanted = set(reasons)
+        return wait_for(
+            lambda: (lambda got: got if wanted <= set(got) else None)(self.event_reasons(name)),
+            timeout,
+            f"Events {sorted(wanted)} for {name}",
+        )
+
 
 class Sampler:
     """Samples `read()` in the background while the block runs (None and API errors skipped)."""

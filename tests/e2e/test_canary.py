@@ -66,8 +66,7 @@ def test_healthy_release_goes_from_ten_percent_to_full(
     assert [(h["tag"], h["outcome"]) for h in done["history"]] == [("v2", "Succeeded")]
     assert all(m["verdict"] == "pass" for m in done["metrics"])
     assert min(capacity.samples) >= 10, f"capacity dipped: {min(capacity.samples)}"
-    reasons = releases.event_reasons("payments")
-    assert {"ReleaseStarted", "StepAdvanced", "Promoting", "Promoted"} <= set(reasons)
+    releases.wait_events("payments", "ReleaseStarted", "StepAdvanced", "Promoting", "Promoted")
 
 
 def test_error_regression_rolls_back_and_says_why(
@@ -101,7 +100,7 @@ def test_error_regression_rolls_back_and_says_why(
     assert stable is not None and stable.spec.replicas == 10
     assert min(capacity.samples) >= 10, f"capacity dipped: {min(capacity.samples)}"
     assert status["history"][-1]["outcome"] == "RolledBack"
-    assert "RolledBack" in releases.event_reasons("payments")
+    releases.wait_events("payments", "RolledBack")
     # the same tag is not retried by itself
     time.sleep(3)
     assert releases.status("payments")["phase"] == "RolledBack"

@@ -187,8 +187,7 @@ def test_pause_resume_abort_and_retry(
     code, out, _ = cli("promote", "payments", "--full", "--wait")
     assert code == 0
     assert releases.wait_phase("payments", "Succeeded", timeout=60)["stableTag"] == "v2"
-    reasons = releases.event_reasons("payments")
-    assert {"Paused", "Resumed", "Aborted", "PromoteRequested", "Promoted"} <= set(reasons)
+    releases.wait_events("payments", "Paused", "Resumed", "Aborted", "PromoteRequested", "Promoted")
 
 
 def test_unknown_release_and_status_yaml(cli: Cli, releases: Releases) -> None:

@@ -115,7 +115,7 @@ def test_missing_secret_key_blocks_the_release_and_creating_it_unblocks(
     done = releases.wait_phase(APP, "Succeeded", timeout=120)
     assert done["stableTag"] == "v2"
     assert _result(done, "environment")["verdict"] == "pass"
-    assert {"GatesPassed", "ReleaseStarted", "Promoted"} <= set(releases.event_reasons(APP))
+    releases.wait_events(APP, "GatesPassed", "ReleaseStarted", "Promoted")
 
 
 def _hook(behavior: str | None) -> dict[str, Any]:

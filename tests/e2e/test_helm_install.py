@@ -229,7 +229,7 @@ def test_the_service_account_can_run_a_whole_canary_and_nothing_more(
         releases.set_tag("payments", "v2")
         done = releases.wait_phase("payments", "Succeeded", timeout=180)
         assert [(h["tag"], h["outcome"]) for h in done["history"]] == [("v2", "Succeeded")]
-        assert {"ReleaseStarted", "Promoted"} <= set(releases.event_reasons("payments"))
+        releases.wait_events("payments", "ReleaseStarted", "Promoted")
         lease = client.CoordinationV1Api(k8s).read_namespaced_lease(install.fullname, namespace)
         assert lease.spec.holder_identity  # it led, with the chart's Lease permissions
         log = proc.log_tail(100_000)

@@ -224,8 +224,7 @@ def test_gateway_api_weights_at_every_step_then_promotion(
     assert stable is not None and stable.spec.replicas == REPLICAS
     assert stable.spec.template.spec.containers[0].image == IMAGE.format("v2")
     assert done["traffic"]["weight"] == 0
-    reasons = releases.event_reasons("payments")
-    assert {"TrafficShifted", "HeaderRoute", "Promoted"} <= set(reasons)
+    releases.wait_events("payments", "TrafficShifted", "HeaderRoute", "Promoted")
 
 
 def test_gateway_api_rollback_sends_everything_to_stable_before_scaling_down(
