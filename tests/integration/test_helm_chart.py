@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from controller.runtime import metrics  # noqa: F401  (registers the families)
 from devenv.cluster import resolve_bin_dir
-from devenv.prometheus import PROMTOOL_BIN
+from devenv.prometheus import PROMTOOL_BIN, PrometheusError, PrometheusServer
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "canary-controller"
@@ -333,6 +333,25 @@ def test_the_dashboard_queries_only_metrics_the_controller_exports() -> None:
     missing = sorted(used - _exported_metric_names())
     assert not missing, f"the dashboard queries metrics nobody exports: {missing}"
     assert {"canary_releases", "canary_rollbacks_total", "canary_analysis_verdicts_total"} <= used
+
+
+def test_every_dashboard_query_is_valid_promql(prometheus: PrometheusServer) -> None:
+    """Each panel's query, with Grafana's variables filled in, as a real Prometheus parses it."""
+    dashboard = json.loads((CHART / "dashboards" / "canary-controller.json").read_text())
+    grafana = {"$__rate_interval": "1m", "$__range": "1h", "$job": ".*"}
+    grafana |= {"$namespace": ".*", "$release": ".*"}
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    refused = {}
+    for expr in exprs:
+        promql = expr
+        for variable, value in grafana.items():
+            promql = promql.replace(variable, value)
+        assert "$" not in promql, promql
+        try:
+            prometheus.query(promql)
+        except PrometheusError as exc:
+            refused[expr] = str(exc)
+    assert not refused, refused
 
 
 def _alert_rules() -> list[dict[str, Any]]:
