@@ -130,3 +130,18 @@ def test_database_down_holds_with_a_condition_and_one_event_then_carries_on() ->
     assert world.status.phase == "Succeeded"
     condition = next(c for c in world.status.conditions if c.type == "AuditLogAvailable")
     assert condition.status == "True"
+
+
+def test_a_database_still_down_when_the_release_is_aborted_holds_nothing_after() -> None:
+    events = _traffic(T0 - timedelta(days=8), T0 + timedelta(hours=4), canary_from=T0)
+    world = _world(MemoryAuditLog(events, down=True))
+    world.run(until=timedelta(hours=1), every=timedelta(seconds=30))
+    condition = next(c for c in world.status.conditions if c.type == "AuditLogAvailable")
+    assert condition.status == "False"
+    world.command = "abort 1"
+    world.start = T0 + timedelta(hours=1)
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack" and world.status.reason == "Aborted"
+    condition = next(c for c in world.status.conditions if c.type == "AuditLogAvailable")
+    assert (condition.status, condition.reason) == ("Unknown", "NotJudging")
+    assert "connection refused" in condition.message
