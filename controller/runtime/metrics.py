@@ -190,7 +190,20 @@ def _publish_current(
 
 
 def record_measurements(
-    namespace: str, name: str, measurements: Iterable[Measurement], provider: str = "prometheus"
+    namespace: str,
+    name: str,
+    measurements: Iterable[Measurement],
+    provider: str = "prometheus",
+    uid: str | None = None,
+) -> None:
+    with _guard:
+        if uid is not None and uid in _deleted:
+            return
+        _count_measurements(namespace, name, measurements, provider)
+
+
+def _count_measurements(
+    namespace: str, name: str, measurements: Iterable[Measurement], provider: str
 ) -> None:
     for m in measurements:
         if m.unreachable:

@@ -119,7 +119,7 @@ def reconcile(
     if spec.analysis is not None and not answering and analysis_due(spec, status, now):
         source = source_for(spec.analysis.prometheus.address)
         measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
-        record_measurements(namespace, name, measurements)
+        record_measurements(namespace, name, measurements, uid=meta.get("uid"))
     audit = None
     audit_config = spec.analysis.audit_log if spec.analysis is not None else None
     if measurements is not None and target is not None and audit_config is not None:

@@ -207,8 +207,16 @@ def test_a_reconcile_that_ends_after_the_deletion_publishes_nothing() -> None:
     )
     metrics.record_status(ns, name, CanaryReleaseStatus(), frozen, uid="uid-1")
     metrics.forget_release(ns, name, uid="uid-1")
-    metrics.record_status(ns, name, frozen, frozen, uid="uid-1")  # was in flight
-    assert _condition_series(ns) == {}
+    # was in flight: its measurements and its status come after the deletion
+    metrics.record_measurements(ns, name, [Measurement("error-rate", 0.01, 0.01, "q")], uid="uid-1")
+    metrics.record_status(ns, name, frozen, frozen, uid="uid-1")
+    exported = [
+        sample
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == ns
+    ]
+    assert exported == []
     metrics.record_status(ns, name, CanaryReleaseStatus(), frozen, uid="uid-2")  # recreated
     assert _condition_series(ns) == {("Frozen", "True", "MetricBreach"): 1.0}
 
