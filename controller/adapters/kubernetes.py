@@ -93,6 +93,7 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
         max_unavailable=str(rolling.get("maxUnavailable", "25%")) if is_rolling else None,
         max_surge=str(rolling.get("maxSurge", "25%")) if is_rolling else None,
         stalled=_stalled(status),
+        progress_deadline_s=int(spec.get("progressDeadlineSeconds") or 600),
     )
 
 

@@ -170,6 +170,9 @@ class CanaryReleaseStatus(StatusModel):
         default=None, description="the Deployment's replica count when the release started"
     )
     release_started_at: datetime | None = None
+    promotion_started_at: datetime | None = Field(
+        default=None, description="when the promotion began: a stalled rollout is timed from it"
+    )
     step_started_at: datetime | None = None
     next_analysis_at: datetime | None = None
     paused_at: datetime | None = Field(default=None, description="set while paused by a human")

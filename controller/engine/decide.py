@@ -77,6 +77,8 @@ def _stand_down(d: Decision) -> None:
     """
     status = d.status
     status.prometheus_unreachable_since = None
+    if status.audit_log is not None:
+        status.audit_log.unreachable_since = None
     for kind in (ANALYSIS, AUDIT_LOG):
         current = next((c for c in status.conditions if c.type == kind), None)
         if current is not None and current.status == "False":
@@ -282,6 +284,7 @@ def _start_promotion(d: Decision, *, forced: bool) -> None:
     if not forced and promotion_held(d):
         return  # the promote window is closed; rollbacks are never held
     status.phase, status.reason = "Promoting", None
+    status.promotion_started_at = d.now
     target = d.target
     if status.saved_strategy is None and target.max_unavailable is not None:
         status.saved_strategy = {
@@ -315,6 +318,7 @@ def _run_promotion(d: Decision) -> None:
     status.stable_tag, status.stable_image = status.canary_tag, image
     status.phase, status.reason, status.canary_tag = "Succeeded", None, None
     status.current_step_index, status.next_analysis_at, status.canary_weight = None, None, 0
+    status.promotion_started_at = None
     start_watch(d)
 
 
@@ -324,19 +328,30 @@ def _promotion_stalled(d: Decision, image: str) -> bool:
     A canary that was fine at 10% can still fail at full size (no room for the
     new pods, a dependency that gives way under all the traffic). With
     maxUnavailable 0 the old pods keep serving, so nothing breaks, but the
-    promotion would wait forever. The Deployment controller already times it
-    (`progressDeadlineSeconds`, 600 s by default): its verdict counts once it
-    is about the spec that rolls `image` out.
+    promotion would wait forever. The Deployment controller times it
+    (`progressDeadlineSeconds`), but keeps a timeout from an earlier rollout
+    until the next one progresses (a reused ReplicaSet, Recreate, a paused
+    Deployment). So the stall counts only when it is still reported a whole
+    deadline after this promotion began: any progress since would have
+    cleared it.
+
+    A stall rolls back whatever `breachPolicy` says: the old pods still serve,
+    so going back changes what runs nowhere, and freezing would wait on a
+    rollout that cannot finish.
     """
-    target = d.target
-    current = target.image == image and target.observed_generation >= target.generation
-    if target.stalled is None or not current:
+    status, target = d.status, d.target
+    started = status.promotion_started_at
+    if target.stalled is None or target.image != image or started is None:
+        return False
+    if (d.now - started).total_seconds() < target.progress_deadline_s:
         return False
     message = (
-        f"rolling {d.status.canary_tag} onto all {d.total_replicas} replicas made no progress "
-        f"within the Deployment's progressDeadlineSeconds: {target.stalled}"
+        f"rolling {status.canary_tag} onto all {d.total_replicas} replicas made no progress "
+        f"within the Deployment's progressDeadlineSeconds ({target.progress_deadline_s}s): "
+        f"{target.stalled}"
     )
-    return _on_breach(d, "PromotionStalled", message)
+    _roll_back(d, "PromotionStalled", message)
+    return True
 
 
 def _breached_health(d: Decision, goal: int) -> bool:
@@ -412,6 +427,7 @@ def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "Rolle
     status.phase, status.reason, status.message = "RolledBack", reason, message
     status.current_step_index, status.canary_weight = None, 0
     status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
+    status.promotion_started_at = None
 
 
 def reject_spec(

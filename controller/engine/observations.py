@@ -31,7 +31,11 @@ class DeploymentView:
     """The HorizontalPodAutoscaler that owns `replicas`, if one targets this Deployment."""
     stalled: str | None = None
     """The Deployment controller's message when its rollout made no progress within
-    `progressDeadlineSeconds` (condition Progressing=False, ProgressDeadlineExceeded)."""
+    `progressDeadlineSeconds` (condition Progressing=False, ProgressDeadlineExceeded).
+    Kubernetes keeps this condition until the rollout progresses, even across a
+    template change, so it may be older than the rollout now running."""
+    progress_deadline_s: int = 600
+    """`spec.progressDeadlineSeconds` (Kubernetes' default: 600)."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`.

@@ -67,11 +67,17 @@ def settle(d: Decision) -> None:
     so a settled release never fights later edits to the Deployment.
     """
     status, target, canary = d.status, d.target, d.observed.canary
-    if not reset_before_scale_down(d):
+    image = status.stable_image or target.image
+    if d.spec.traffic_routing is not None and target.image != image:
+        # A promotion cut short (it stalled, or a breach during it): stable goes back
+        # to its image at full size first, and only then gets all the traffic back;
+        # the canary keeps its share meanwhile (drive_promotion does both, in order).
+        if not drive_promotion(d, image):
+            return
+    elif not reset_before_scale_down(d):
         return  # with a router: nothing is scaled down while the route still sends to the canary
     if canary is None and status.saved_strategy is None:
         return
-    image = status.stable_image or target.image
     total = d.total_replicas
     new_image = target.image != image or (
         target.max_unavailable == "0" and not target.settled(image, total)

@@ -109,6 +109,9 @@ class SimDeployment:
             max_unavailable=self.max_unavailable,
             max_surge=self.max_surge,
             stalled=self._stalled(now),
+            progress_deadline_s=int(self.progress_deadline.total_seconds())
+            if self.progress_deadline is not None
+            else 600,
         )
 
     def _stalled(self, now: datetime) -> str | None:

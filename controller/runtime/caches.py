@@ -116,6 +116,7 @@ def deployment_record(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": {
             "replicas": spec.get("replicas", 1),
             "strategy": dict(spec.get("strategy") or {}),
+            "progressDeadlineSeconds": spec.get("progressDeadlineSeconds"),
             "template": {
                 "spec": {
                     "containers": [

@@ -228,9 +228,9 @@ def forget_release(namespace: str, name: str, uid: str | None = None) -> None:
         _current.pop((namespace, name), None)
         _publish_phase_counts()
         series = _series.pop((namespace, name), set())
-    for family, labels in series:
-        with contextlib.suppress(KeyError):
-            family.remove(*labels)
+        for family, labels in series:  # under the lock: a recreated release may publish next
+            with contextlib.suppress(KeyError):
+                family.remove(*labels)
 
 
 _publish_phase_counts()

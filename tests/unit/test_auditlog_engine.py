@@ -145,3 +145,5 @@ def test_a_database_still_down_when_the_release_is_aborted_holds_nothing_after()
     condition = next(c for c in world.status.conditions if c.type == "AuditLogAvailable")
     assert (condition.status, condition.reason) == ("Unknown", "NotJudging")
     assert "connection refused" in condition.message
+    audit = world.status.audit_log
+    assert audit is None or audit.unreachable_since is None  # the next canary's clock starts afresh

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import RecordEvent, ScaleCanary
 from controller.engine.decide import decide, reject_spec, tag_of
@@ -234,21 +236,52 @@ def test_an_outage_stops_holding_anything_when_the_release_ends() -> None:
 def test_a_promotion_that_stalls_at_full_size_is_rolled_back() -> None:
     """Fine at 10%, but the new pods never become Ready at full size: the Deployment's
     progressDeadlineSeconds runs out, and the old pods kept serving throughout."""
-    world = _world()
-    world.stable.ready_delay = timedelta(days=1)  # new stable pods: never Ready
+    world = _world(broken_tag="v2")
     world.stable.progress_deadline = timedelta(minutes=10)
     world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     status = world.status
     assert (status.phase, status.reason) == ("RolledBack", "PromotionStalled")
     assert "progressDeadlineSeconds" in (status.message or "")
     assert "timed out progressing" in (status.message or "")
-    assert world.stable.image.endswith(":v1")
-    assert all(pod.image.endswith(":v1") for pod in world.stable.pods)  # the v2 pods are gone
+    assert world.stable.image.endswith(":v1") and world.stable.done(world.log[-1][0])
     assert min(cap for *_, cap in world.log) >= 10
     promoting = next(t for t, s, *_ in world.log if s.phase == "Promoting")
     rolled = next(t for t, s, *_ in world.log if s.phase == "RolledBack")
     assert timedelta(minutes=10) <= rolled - promoting <= timedelta(minutes=11)
     assert [(h.tag, h.outcome) for h in status.history] == [("v2", "RolledBack")]
+
+
+def test_a_timeout_left_from_an_earlier_rollout_is_not_this_promotions_stall() -> None:
+    """Kubernetes keeps an old ProgressDeadlineExceeded until a rollout progresses: a
+    promotion that finishes within the deadline is not rolled back because of it."""
+
+    class OldTimeout(World):
+        def observe(self, now: datetime) -> Observed:
+            observed = super().observe(now)
+            assert observed.target is not None
+            stale = replace(observed.target, stalled="an earlier rollout timed out")
+            return replace(observed, target=stale)
+
+    world = OldTimeout(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded"
+    # still reported a whole deadline after the promotion began: then it is this one's
+    stuck = OldTimeout(spec=make_spec(steps=STEPS), metric=healthy, start=T0, broken_tag="v2")
+    stuck.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert (stuck.status.phase, stuck.status.reason) == ("RolledBack", "PromotionStalled")
+    promoting = next(t for t, s, *_ in stuck.log if s.phase == "Promoting")
+    rolled = next(t for t, s, *_ in stuck.log if s.phase == "RolledBack")
+    assert timedelta(minutes=10) <= rolled - promoting <= timedelta(minutes=11)  # the default
+
+
+def test_a_stall_rolls_back_under_breach_policy_freeze_too() -> None:
+    """The old pods still serve: going back changes nothing that runs, waiting never ends."""
+    raw = make_spec(steps=STEPS).model_dump(by_alias=True, exclude_none=True)
+    freeze = CanaryReleaseSpec.model_validate(raw | {"breachPolicy": "freeze"})
+    world = _world(spec=freeze, broken_tag="v2")
+    world.stable.progress_deadline = timedelta(minutes=10)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert (world.status.phase, world.status.reason) == ("RolledBack", "PromotionStalled")
 
 
 def test_a_slow_promotion_that_keeps_progressing_is_not_a_stall() -> None:

@@ -30,6 +30,7 @@ def _world(**kwargs: object) -> RoutedWorld:
         start=T0,
         replicas=kwargs.pop("replicas", 4),  # type: ignore[arg-type]
         ready_delay=kwargs.pop("ready_delay", timedelta(seconds=60)),  # type: ignore[arg-type]
+        broken_tag=kwargs.pop("broken_tag", None),  # type: ignore[arg-type]
     )
 
 
@@ -121,6 +122,19 @@ def test_dynamic_stable_scale_shrinks_after_the_shift_and_grows_before_a_rollbac
     assert shrunk[0][0] > world.route.changes[0][0]  # only after 10% moved
     assert world.status.phase == "RolledBack"
     assert world.stable.replicas == 10 and world.canary is None
+    assert not world.violations
+
+
+def test_a_promotion_that_stalls_goes_back_with_dynamic_stable_scale() -> None:
+    """Stable was at its share on the stuck image: it returns to its own image at full
+    size, and only then does the route send it everything and the canary go."""
+    world = _world(dynamic=True, replicas=10, broken_tag="v2")
+    world.stable.progress_deadline = timedelta(minutes=10)
+    world.run(until=timedelta(hours=2), every=TICK)
+    assert (world.status.phase, world.status.reason) == ("RolledBack", "PromotionStalled")
+    assert world.stable.image.endswith(":v1") and world.stable.replicas == 10
+    assert (world.route.weight, world.route.header_route) == (0, False)
+    assert world.canary is None
     assert not world.violations
 
 

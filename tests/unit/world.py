@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource
 from controller.api.spec import CanaryReleaseSpec
+from controller.engine.actions import Action
 from controller.engine.observations import Observed
 from controller.replay.world import Pod, SimDeployment, SimulatedWorld
 
@@ -53,9 +54,17 @@ class World(SimulatedWorld):
 
     metric: MetricFn
     hpa: Callable[[datetime], int] | None = None
+    broken_tag: str | None = None
+    """A tag whose pods never become Ready on stable: a build that fails only at full size."""
 
     def metrics_source(self) -> MetricsSource:
         return _TrackSource(self.metric)
+
+    def apply(self, actions: list[Action]) -> None:
+        super().apply(actions)
+        if self.broken_tag is not None:
+            broken = self.stable.image.endswith(f":{self.broken_tag}")
+            self.stable.ready_delay = timedelta(days=365) if broken else self.ready_delay
 
     def observe(self, now: datetime) -> Observed:
         if self.hpa is None:
