@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -83,13 +84,21 @@ def _conditions(*states: tuple[str, str, str]) -> list[Condition]:
     ]
 
 
+def _samples(ns: str, family_name: str | None = None) -> list[Any]:
+    """Every exported sample of namespace `ns` (of one family, if named)."""
+    return [
+        sample
+        for family in REGISTRY.collect()
+        if family_name is None or family.name == family_name
+        for sample in family.samples
+        if sample.labels.get("namespace") == ns
+    ]
+
+
 def _condition_series(ns: str) -> dict[tuple[str, str, str], float]:
     return {
         (s.labels["type"], s.labels["status"], s.labels["reason"]): s.value
-        for family in REGISTRY.collect()
-        if family.name == "canary_release_condition"
-        for s in family.samples
-        if s.labels["namespace"] == ns
+        for s in _samples(ns, "canary_release_condition")
     }
 
 
@@ -120,13 +129,8 @@ def test_each_condition_has_one_series_for_what_it_says_now() -> None:
 
 
 def _rollback_series(ns: str) -> dict[str, float]:
-    return {
-        s.labels["reason"]: s.value
-        for family in REGISTRY.collect()
-        if family.name == "canary_release_last_rollback_timestamp_seconds"
-        for s in family.samples
-        if s.labels["namespace"] == ns
-    }
+    family = "canary_release_last_rollback_timestamp_seconds"
+    return {s.labels["reason"]: s.value for s in _samples(ns, family)}
 
 
 def test_the_last_rollback_is_read_from_the_history_on_every_reconcile() -> None:
@@ -191,13 +195,7 @@ def test_a_deleted_release_leaves_no_series_behind() -> None:
     assert _condition_series(ns) == {("Frozen", "True", "MetricBreach"): 1.0}
     metrics.record_measurements(ns, name, [Measurement("error-rate", 0.01, 0.01, "q")])
     metrics.forget_release(ns, name)
-    exported = [
-        sample
-        for family in REGISTRY.collect()
-        for sample in family.samples
-        if sample.labels.get("namespace") == ns
-    ]
-    assert exported == []
+    assert _samples(ns) == []
 
 
 def test_a_reconcile_that_ends_after_the_deletion_publishes_nothing() -> None:
@@ -210,13 +208,7 @@ def test_a_reconcile_that_ends_after_the_deletion_publishes_nothing() -> None:
     # was in flight: its measurements and its status come after the deletion
     metrics.record_measurements(ns, name, [Measurement("error-rate", 0.01, 0.01, "q")], uid="uid-1")
     metrics.record_status(ns, name, frozen, frozen, uid="uid-1")
-    exported = [
-        sample
-        for family in REGISTRY.collect()
-        for sample in family.samples
-        if sample.labels.get("namespace") == ns
-    ]
-    assert exported == []
+    assert _samples(ns) == []
     metrics.record_status(ns, name, CanaryReleaseStatus(), frozen, uid="uid-2")  # recreated
     assert _condition_series(ns) == {("Frozen", "True", "MetricBreach"): 1.0}
 
