@@ -79,7 +79,7 @@ def test_only_fresh_verdicts_are_counted() -> None:
 
 def _conditions(*states: tuple[str, str, str]) -> list[Condition]:
     return [
-        Condition(type=kind, status=state, reason=reason, last_transition_time=T0)  # type: ignore[arg-type]
+        Condition(type=kind, status=state, reason=reason, last_transition_time=T0)
         for kind, state, reason in states
     ]
 
