@@ -8,6 +8,10 @@ from typing import Literal
 from controller.api.status import Condition
 
 
+def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
 def set_condition(
     conditions: list[Condition],
     type_: str,
@@ -16,7 +20,7 @@ def set_condition(
     message: str,
     now: datetime,
 ) -> list[Condition]:
-    previous = next((c for c in conditions if c.type == type_), None)
+    previous = find_condition(conditions, type_)
     since = previous.last_transition_time if previous and previous.status == status else now
     updated = Condition(
         type=type_, status=status, reason=reason, message=message, last_transition_time=since
@@ -25,4 +29,5 @@ def set_condition(
 
 
 def condition_status(conditions: list[Condition], type_: str) -> str | None:
-    return next((c.status for c in conditions if c.type == type_), None)
+    found = find_condition(conditions, type_)
+    return found.status if found is not None else None

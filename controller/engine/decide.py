@@ -22,7 +22,7 @@ from controller.engine.analysis import (
     inconclusive_message,
 )
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
-from controller.engine.conditions import set_condition
+from controller.engine.conditions import find_condition, set_condition
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
@@ -80,7 +80,7 @@ def _stand_down(d: Decision) -> None:
     if status.audit_log is not None:
         status.audit_log.unreachable_since = None
     for kind in (ANALYSIS, AUDIT_LOG):
-        current = next((c for c in status.conditions if c.type == kind), None)
+        current = find_condition(status.conditions, kind)
         if current is not None and current.status == "False":
             message = (
                 f"nothing is judged while the release is {status.phase}; last: {current.message}"

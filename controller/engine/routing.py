@@ -33,7 +33,7 @@ from controller.engine.actions import (
     SetHeaderRoute,
     SetTrafficWeight,
 )
-from controller.engine.conditions import set_condition
+from controller.engine.conditions import find_condition, set_condition
 from controller.engine.context import Decision
 from controller.engine.observations import RouteView
 from controller.engine.replicas import canary_replicas
@@ -204,7 +204,7 @@ def record_route(d: Decision) -> None:
 def _set_routed_condition(d: Decision, route: RouteView | None, current: TrafficStatus) -> None:
     status = d.status
     state: Literal["True", "False", "Unknown"]
-    before = next((c for c in status.conditions if c.type == TRAFFIC_ROUTED), None)
+    before = find_condition(status.conditions, TRAFFIC_ROUTED)
     if route is None:
         state, reason, message = "Unknown", "NotObserved", "the route was not read"
     elif route.conflict is not None:
