@@ -33,7 +33,11 @@ from controller.engine.actions import (
     ScaleStable,
     UpdateStable,
 )
-from controller.engine.observations import CanaryPods, DeploymentView
+from controller.engine.observations import (
+    KUBERNETES_PROGRESS_DEADLINE_S,
+    CanaryPods,
+    DeploymentView,
+)
 
 TRACK_LABEL = "canary.dev/track"
 RELEASE_LABEL = "canary.dev/release"
@@ -93,7 +97,9 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
         max_unavailable=str(rolling.get("maxUnavailable", "25%")) if is_rolling else None,
         max_surge=str(rolling.get("maxSurge", "25%")) if is_rolling else None,
         stalled=_stalled(status),
-        progress_deadline_s=int(spec.get("progressDeadlineSeconds") or 600),
+        progress_deadline_s=int(
+            spec.get("progressDeadlineSeconds") or KUBERNETES_PROGRESS_DEADLINE_S
+        ),
     )
 
 

@@ -12,6 +12,9 @@ from datetime import datetime
 from controller.auditlog.reports import AuditReport
 from controller.engine.gate_observations import GateObservations
 
+KUBERNETES_PROGRESS_DEADLINE_S = 600
+"""A Deployment's `progressDeadlineSeconds` when its spec does not set one."""
+
 
 @dataclass(frozen=True)
 class DeploymentView:
@@ -34,8 +37,8 @@ class DeploymentView:
     `progressDeadlineSeconds` (condition Progressing=False, ProgressDeadlineExceeded).
     Kubernetes keeps this condition until the rollout progresses, even across a
     template change, so it may be older than the rollout now running."""
-    progress_deadline_s: int = 600
-    """`spec.progressDeadlineSeconds` (Kubernetes' default: 600)."""
+    progress_deadline_s: int = KUBERNETES_PROGRESS_DEADLINE_S
+    """`spec.progressDeadlineSeconds`."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`.

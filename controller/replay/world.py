@@ -28,7 +28,12 @@ from controller.engine.actions import (
 )
 from controller.engine.analysis import analysis_due
 from controller.engine.decide import decide
-from controller.engine.observations import CanaryPods, DeploymentView, Observed
+from controller.engine.observations import (
+    KUBERNETES_PROGRESS_DEADLINE_S,
+    CanaryPods,
+    DeploymentView,
+    Observed,
+)
 from controller.runtime.measuring import measure
 
 
@@ -111,7 +116,7 @@ class SimDeployment:
             stalled=self._stalled(now),
             progress_deadline_s=int(self.progress_deadline.total_seconds())
             if self.progress_deadline is not None
-            else 600,
+            else KUBERNETES_PROGRESS_DEADLINE_S,
         )
 
     def _stalled(self, now: datetime) -> str | None:

@@ -123,9 +123,13 @@ def record_status(
 ) -> None:
     """Publish a reconcile's outcome; call only once `new` is written (or unchanged)."""
     with _guard:
-        if uid is not None and uid in _deleted:
-            return
-        _publish(namespace, name, old, new)
+        if not _deleted_uid(uid):
+            _publish(namespace, name, old, new)
+
+
+def _deleted_uid(uid: str | None) -> bool:
+    """The release was deleted while its reconcile ran: nothing of it is published again."""
+    return uid is not None and uid in _deleted
 
 
 def _publish(namespace: str, name: str, old: CanaryReleaseStatus, new: CanaryReleaseStatus) -> None:
@@ -197,9 +201,8 @@ def record_measurements(
     uid: str | None = None,
 ) -> None:
     with _guard:
-        if uid is not None and uid in _deleted:
-            return
-        _count_measurements(namespace, name, measurements, provider)
+        if not _deleted_uid(uid):
+            _count_measurements(namespace, name, measurements, provider)
 
 
 def _count_measurements(
