@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -35,8 +35,8 @@ from controller.engine.actions import (
 )
 from controller.engine.observations import (
     KUBERNETES_PROGRESS_DEADLINE_S,
-    CanaryPods,
     DeploymentView,
+    PodHealth,
 )
 
 TRACK_LABEL = "canary.dev/track"
@@ -112,6 +112,28 @@ def _stalled(status: dict[str, Any]) -> str | None:
     return None
 
 
+PodRecord = tuple[str, int, bool]
+"""(pod, most restarts of a container, whether one is in CrashLoopBackOff)."""
+
+
+def pod_record(name: str, status: Mapping[str, Any]) -> PodRecord:
+    """What the health check needs of one pod; the watch keeps only this, not the body."""
+    restarts, looping = 0, False
+    for container in status.get("containerStatuses") or []:
+        restarts = max(restarts, int(container.get("restartCount") or 0))
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        looping = looping or waiting.get("reason") == "CrashLoopBackOff"
+    return name, restarts, looping
+
+
+def pod_health(records: Iterable[PodRecord]) -> PodHealth:
+    pods = list(records)
+    return PodHealth(
+        crash_looping=tuple(sorted({name for name, _, looping in pods if looping})),
+        max_restarts=max((restarts for _, restarts, _ in pods), default=0),
+    )
+
+
 def autoscaled_deployment(hpa: dict[str, Any]) -> str | None:
     """The Deployment an HPA (autoscaling/v2, as JSON) scales, or None for another kind."""
     ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
@@ -175,18 +197,14 @@ class KubernetesCluster:
                 return str(hpa["metadata"]["name"])
         return None
 
-    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
-        selector = f"{RELEASE_LABEL}={release},{TRACK_LABEL}=canary"
+    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+        selector = f"{RELEASE_LABEL}={release},{TRACK_LABEL}={track}"
         pods = _call(self._core.list_namespaced_pod, namespace, label_selector=selector)
-        looping: list[str] = []
-        restarts = 0
-        for pod in pods.items:
-            for cs in (pod.status and pod.status.container_statuses) or []:
-                restarts = max(restarts, cs.restart_count or 0)
-                waiting = cs.state.waiting if cs.state is not None else None
-                if waiting is not None and waiting.reason == "CrashLoopBackOff":
-                    looping.append(str(pod.metadata.name if pod.metadata else "?"))
-        return CanaryPods(crash_looping=tuple(sorted(set(looping))), max_restarts=restarts)
+        raw = cast(dict[str, Any], self._api.sanitize_for_serialization(pods))  # type: ignore[no-untyped-call]
+        return pod_health(
+            pod_record(pod["metadata"]["name"], pod.get("status") or {})
+            for pod in raw.get("items") or []
+        )
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key does not exist."""
@@ -253,7 +271,7 @@ class KubernetesCluster:
                     {"spec": {"replicas": replicas}},
                 )
             case UpdateStable():
-                self._update_stable(namespace, spec, action)
+                self._update_stable(release, spec, action)
             case DeleteCanary():
                 self._delete_canary(namespace, target)
             case RecordEvent():
@@ -292,8 +310,10 @@ class KubernetesCluster:
         ]
         _call(self._apps.patch_namespaced_deployment, name, namespace, patch)
 
-    def _update_stable(self, namespace: str, spec: CanaryReleaseSpec, action: UpdateStable) -> None:
-        name = spec.target_ref.name
+    def _update_stable(
+        self, release: dict[str, Any], spec: CanaryReleaseSpec, action: UpdateStable
+    ) -> None:
+        namespace, name = release["metadata"]["namespace"], spec.target_ref.name
         current = self._read_deployment_raw(namespace, name)
         if current is None:
             raise LookupError(f"target Deployment {name} disappeared")
@@ -309,13 +329,16 @@ class KubernetesCluster:
         if action.replicas is not None:  # None: an HPA owns the size
             patch.append({"op": "replace", "path": "/spec/replicas", "value": action.replicas})
         if containers[index]["image"] != action.image:
-            # Pods roll anyway: label them as the stable track at no extra restart.
-            patch.append(
+            # Pods roll anyway: label them as this release's stable track at no
+            # extra restart, so the watch after promotion can find them.
+            labels = {TRACK_LABEL: "stable", RELEASE_LABEL: release["metadata"]["name"]}
+            patch.extend(
                 {
                     "op": "add",
-                    "path": "/spec/template/metadata/labels/" + TRACK_LABEL.replace("/", "~1"),
-                    "value": "stable",
+                    "path": "/spec/template/metadata/labels/" + key.replace("/", "~1"),
+                    "value": value,
                 }
+                for key, value in labels.items()
             )
         if action.max_unavailable is not None and action.max_surge is not None:
             rolling = {

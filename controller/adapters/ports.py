@@ -14,7 +14,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.auditlog.samples import AuditPlan, AuditSample
 from controller.engine.actions import Action, RecordEvent
-from controller.engine.observations import CanaryPods, DeploymentView
+from controller.engine.observations import DeploymentView, PodHealth
 
 
 class QueryRejected(Exception):
@@ -57,7 +57,9 @@ class Cluster(Protocol):
         self, namespace: str, name: str, container: str | None
     ) -> DeploymentView | None: ...
 
-    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods: ...
+    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+        """One track's pods of a release: "canary", or "stable" once a promotion labelled them."""
+        ...
 
     def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
         """The HorizontalPodAutoscaler that owns this Deployment's replica count, if any."""

@@ -290,7 +290,8 @@ class PostPromotion(SpecModel):
 
     Only absolute bounds: after promotion there is no other track to compare
     with. In the queries {{track}} is "stable" and {{window}} the time since
-    the promotion.
+    the promotion. Stable's pods, which now run the promoted image, are held
+    to spec.healthCheck's crash-loop and restart limits for the same duration.
     """
 
     duration: Duration = "1h"
@@ -299,8 +300,12 @@ class PostPromotion(SpecModel):
         default=None, description="defaults to spec.analysis.prometheus"
     )
     metrics: list[Metric] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=20,
+        description=(
+            "absolute bounds to hold; with none, only stable's pod health (spec.healthCheck) "
+            "is watched"
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
@@ -322,7 +327,11 @@ class PostPromotion(SpecModel):
 
 
 class HealthCheck(SpecModel):
-    """The built-in breach: a canary that crash-loops or never becomes Ready."""
+    """The built-in breach: a canary that crash-loops or never becomes Ready.
+
+    The crash-loop and restart limits also hold for stable's pods while a
+    promotion is watched (spec.postPromotion).
+    """
 
     ready_deadline: Duration = "10m"
     max_restarts: int = Field(default=3, ge=1, le=1000)
@@ -359,7 +368,8 @@ class CanaryReleaseSpec(SpecModel):
 
     @model_validator(mode="after")
     def _watch_has_prometheus(self) -> CanaryReleaseSpec:
-        if self.post_promotion is not None and self.post_promotion_address() is None:
+        watch = self.post_promotion
+        if watch is not None and watch.metrics and self.post_promotion_address() is None:
             raise ValueError("postPromotion needs prometheus.address, or spec.analysis.prometheus")
         return self
 

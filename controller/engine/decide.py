@@ -26,6 +26,7 @@ from controller.engine.conditions import find_condition, set_condition
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
+from controller.engine.health import pod_trouble
 from controller.engine.observations import Observed
 from controller.engine.quick_rollback import (
     QUICK_ROLLBACK,
@@ -356,15 +357,10 @@ def _promotion_stalled(d: Decision, image: str) -> bool:
 
 def _breached_health(d: Decision, goal: int) -> bool:
     """The built-in check: a canary that crash-loops or never becomes Ready is a breach."""
-    status, pods, check = d.status, d.observed.canary_pods, d.spec.health_check
-    if pods.crash_looping:
-        message = f"canary pod {pods.crash_looping[0]} is in CrashLoopBackOff"
-        return _on_breach(d, "CanaryCrashLooping", message)
-    if pods.max_restarts >= check.max_restarts:
-        message = (
-            f"a canary container restarted {pods.max_restarts} times (limit {check.max_restarts})"
-        )
-        return _on_breach(d, "CanaryRestarting", message)
+    status, check = d.status, d.spec.health_check
+    trouble = pod_trouble(d.observed.canary_pods, check, "canary")
+    if trouble is not None:
+        return _on_breach(d, "Canary" + trouble[0], trouble[1])
     canary = d.observed.canary
     ready = canary.ready_replicas if canary is not None else 0
     if goal == 0 or ready >= goal:

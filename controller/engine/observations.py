@@ -60,8 +60,12 @@ class DeploymentView:
 
 
 @dataclass(frozen=True)
-class CanaryPods:
-    """Health of the canary's pods: the built-in breach check reads this."""
+class PodHealth:
+    """Health of one track's pods: the built-in breach check reads this.
+
+    For the canary throughout its steps; for stable during the watch after
+    promotion, when its pods run the promoted image.
+    """
 
     crash_looping: tuple[str, ...] = ()
     max_restarts: int = 0
@@ -136,7 +140,7 @@ class RouteView:
 class Observed:
     target: DeploymentView | None
     canary: DeploymentView | None = None
-    canary_pods: CanaryPods = field(default_factory=CanaryPods)
+    canary_pods: PodHealth = field(default_factory=PodHealth)
     measurements: tuple[Measurement, ...] | None = None
     command: str | None = None
     generation: int = 1
@@ -144,3 +148,4 @@ class Observed:
     post_promotion: tuple[Measurement, ...] | None = None
     gates: GateObservations | None = None
     route: RouteView | None = None
+    stable_pods: PodHealth = field(default_factory=PodHealth)

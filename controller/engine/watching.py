@@ -25,6 +25,7 @@ from controller.api.status import (
     PostPromotionStatus,
 )
 from controller.engine.context import Decision
+from controller.engine.health import pod_trouble
 from controller.engine.observations import Measurement
 
 BREACH = "PostPromotionBreach"
@@ -39,15 +40,22 @@ def start_watch(d: Decision) -> None:
     d.status.post_promotion = PostPromotionStatus(
         state="Watching", started_at=d.now, until=d.now + watch.duration_length()
     )
-    d.status.next_analysis_at = d.now + watch.interval_length()
+    # A watch of pod health alone measures nothing: only its end is due.
+    d.status.next_analysis_at = d.now + watch.interval_length() if watch.metrics else None
+
+
+def watching(status: CanaryReleaseStatus) -> bool:
+    """The promoted release is still under watch: its stable pods and metrics are judged."""
+    watch = status.post_promotion
+    return status.phase == "Succeeded" and watch is not None and watch.state == "Watching"
 
 
 def watch_due(spec: CanaryReleaseSpec, status: CanaryReleaseStatus, now: datetime) -> bool:
     """The runtime measures the post-promotion metrics only when this is True."""
     watch = status.post_promotion
-    if spec.post_promotion is None or status.phase != "Succeeded" or watch is None:
+    if spec.post_promotion is None or not spec.post_promotion.metrics or watch is None:
         return False
-    if watch.state != "Watching" or now >= watch.until:
+    if not watching(status) or now >= watch.until:
         return False
     return status.next_analysis_at is None or now >= status.next_analysis_at
 
@@ -56,8 +64,11 @@ def judge_after_promotion(d: Decision) -> str | None:
     """Fold this round of measurements in; return the rollback message on a breach."""
     spec, status = d.spec.post_promotion, d.status
     watch = status.post_promotion
-    if spec is None or status.phase != "Succeeded" or watch is None or watch.state != "Watching":
+    if spec is None or watch is None or not watching(status):
         return None
+    unhealthy = pod_trouble(d.observed.stable_pods, d.spec.health_check, "stable")
+    if unhealthy is not None:
+        return f"after promotion, {unhealthy[1]}"
     measurements = d.observed.post_promotion
     if measurements is not None:
         by_name = {m.metric: m for m in measurements}

@@ -30,9 +30,9 @@ from controller.engine.analysis import analysis_due
 from controller.engine.decide import decide
 from controller.engine.observations import (
     KUBERNETES_PROGRESS_DEADLINE_S,
-    CanaryPods,
     DeploymentView,
     Observed,
+    PodHealth,
 )
 from controller.runtime.measuring import measure
 
@@ -145,6 +145,8 @@ class SimulatedWorld:
     ready_delay: timedelta = timedelta(seconds=20)
     stable_image: str = "registry.example.com/app:v1"
     crash_looping: bool = False
+    crashes_as_stable: str | None = None
+    """An image whose pods crash-loop once Ready as stable: fine at 10%, not under all traffic."""
     status: CanaryReleaseStatus = field(default_factory=CanaryReleaseStatus)
     stable: SimDeployment = field(init=False)
     canary: SimDeployment | None = None
@@ -180,9 +182,16 @@ class SimulatedWorld:
         return Observed(
             target=self.stable.view(now),
             canary=self.canary.view(now) if self.canary else None,
-            canary_pods=CanaryPods(crash_looping=("app-canary-0",) if self.crash_looping else ()),
+            canary_pods=PodHealth(crash_looping=("app-canary-0",) if self.crash_looping else ()),
             measurements=measurements,
             command=self.command,
+            stable_pods=PodHealth(crash_looping=self._crashing_stable(now)),
+        )
+
+    def _crashing_stable(self, now: datetime) -> tuple[str, ...]:
+        pods = enumerate(self.stable.pods)
+        return tuple(
+            f"app-{i}" for i, pod in pods if pod.image == self.crashes_as_stable and pod.ready(now)
         )
 
     def apply(self, actions: list[Action]) -> None:

@@ -19,9 +19,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.adapters.kubernetes import RELEASE_LABEL, KubernetesCluster, deployment_view
+from controller.adapters.kubernetes import (
+    RELEASE_LABEL,
+    KubernetesCluster,
+    deployment_view,
+    pod_health,
+)
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.observations import CanaryPods, DeploymentView
+from controller.engine.observations import DeploymentView, PodHealth
 
 ReleaseKey = tuple[str, str]  # (namespace, name)
 
@@ -129,16 +134,6 @@ def deployment_record(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pod_record(name: str, status: Mapping[str, Any]) -> tuple[str, int, bool]:
-    """(pod, most restarts of a container, whether one is in CrashLoopBackOff)."""
-    restarts, looping = 0, False
-    for container in status.get("containerStatuses") or []:
-        restarts = max(restarts, int(container.get("restartCount") or 0))
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        looping = looping or waiting.get("reason") == "CrashLoopBackOff"
-    return name, restarts, looping
-
-
 def _values(index: Mapping[Any, Iterable[Any]] | None, key: Any) -> list[Any]:
     """A snapshot of one index entry; kopf mutates indices on its event loop, we read elsewhere."""
     if index is None:
@@ -159,15 +154,13 @@ class CachedCluster(KubernetesCluster):
         super().__init__(api_client)
         self.releases = releases
         self.deployments: Mapping[Any, Iterable[Any]] | None = None
-        self.canary_pods: Mapping[Any, Iterable[Any]] | None = None
+        self.pods: Mapping[Any, Iterable[Any]] | None = None
         self.autoscalers: Mapping[Any, Iterable[Any]] | None = None
 
     @property
     def synced(self) -> bool:
         return (
-            self.deployments is not None
-            and self.canary_pods is not None
-            and self.autoscalers is not None
+            self.deployments is not None and self.pods is not None and self.autoscalers is not None
         )
 
     def read_release(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -195,14 +188,10 @@ class CachedCluster(KubernetesCluster):
         found = _values(self.autoscalers, (namespace, deployment))
         return str(min(found)) if found else None
 
-    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
+    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
         if not self.synced:
-            return super().read_canary_pods(namespace, release)
-        pods = _values(self.canary_pods, (namespace, release))
-        looping = tuple(sorted(name for name, _, crash in pods if crash))
-        return CanaryPods(
-            crash_looping=looping, max_restarts=max((r for _, r, _ in pods), default=0)
-        )
+            return super().read_pods(namespace, release, track)
+        return pod_health(_values(self.pods, (namespace, release, track)))
 
     def write_status(
         self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus

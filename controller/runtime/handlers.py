@@ -20,19 +20,25 @@ import kopf
 import structlog
 
 from controller.adapters import ratelimit
-from controller.adapters.kubernetes import RELEASE_LABEL, TRACK_LABEL, autoscaled_deployment
+from controller.adapters.kubernetes import (
+    RELEASE_LABEL,
+    TRACK_LABEL,
+    autoscaled_deployment,
+    pod_record,
+)
 from controller.adapters.kubernetes_gates import KubernetesGateObjects
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
 from controller.api.spec import GROUP, PLURAL, VERSION
+from controller.api.status import CanaryReleaseStatus
 from controller.engine.wakeup import next_wakeup
+from controller.engine.watching import watching
 from controller.runtime import metrics, settings
 from controller.runtime.caches import (
     CachedCluster,
     ReleaseKey,
     ReleaseStore,
     deployment_record,
-    pod_record,
     releases_for_deployment,
 )
 from controller.runtime.clients import api_client
@@ -127,8 +133,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    # Only canary pods are watched, filtered by the apiserver, not by us.
-    settings.watching.label_selectors["pods"] = f"{TRACK_LABEL}=canary"
+    # Only pods of a release's tracks are watched (canary pods, and stable pods
+    # a promotion labelled), filtered by the apiserver, not by us.
+    settings.watching.label_selectors["pods"] = f"{RELEASE_LABEL},{TRACK_LABEL}"
     ratelimit.PROMETHEUS.configure(knobs.PROMETHEUS_QPS, knobs.PROMETHEUS_BURST)
     ratelimit.KUBERNETES.configure(knobs.KUBE_QPS, knobs.KUBE_BURST)
     workers = Workers(
@@ -151,6 +158,9 @@ def stop_workers(**_: Any) -> None:
         _workers.pop().stop()
 
 
+_TRACK_PODS = {TRACK_LABEL: kopf.PRESENT, RELEASE_LABEL: kopf.PRESENT}
+
+
 @kopf.index("apps", "v1", "deployments")
 def deployment_index(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
@@ -158,11 +168,12 @@ def deployment_index(
     return {(namespace or "", name): deployment_record(body)}
 
 
-@kopf.index("v1", "pods", labels={TRACK_LABEL: "canary", RELEASE_LABEL: kopf.PRESENT})
-def canary_pod_index(
+@kopf.index("v1", "pods", labels=_TRACK_PODS)
+def pod_index(
     namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
-) -> dict[ReleaseKey, tuple[str, int, bool]]:
-    return {(namespace or "", labels[RELEASE_LABEL]): pod_record(name, status)}
+) -> dict[tuple[str, str, str], tuple[str, int, bool]]:
+    key = (namespace or "", labels[RELEASE_LABEL], labels[TRACK_LABEL])
+    return {key: pod_record(name, status)}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
@@ -178,7 +189,7 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
     cluster = _cluster()
     # kopf hands the indices to every handler, and only once their first listing is complete.
     cluster.deployments = kwargs["deployment_index"]
-    cluster.canary_pods = kwargs["canary_pod_index"]
+    cluster.pods = kwargs["pod_index"]
     cluster.autoscalers = kwargs["autoscaler_index"]
     body = dict(cast(dict[str, Any], event["object"]))
     meta = body.get("metadata") or {}
@@ -208,6 +219,14 @@ async def autoscaler_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -
         queue.wake(key, head_start=EVENT_HEAD_START_S)
 
 
-@kopf.on.event("v1", "pods", labels={TRACK_LABEL: "canary", RELEASE_LABEL: kopf.PRESENT})
-async def canary_pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    queue.wake((namespace or "", labels[RELEASE_LABEL]), head_start=EVENT_HEAD_START_S)
+def _watching(body: dict[str, Any] | None) -> bool:
+    status = (body or {}).get("status")
+    return bool(status) and watching(CanaryReleaseStatus.model_validate(status))
+
+
+@kopf.on.event("v1", "pods", labels=_TRACK_PODS)
+async def pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A canary pod always matters; a stable pod only while its promotion is watched."""
+    key = (namespace or "", labels[RELEASE_LABEL])
+    if labels[TRACK_LABEL] == "canary" or _watching(releases.get(key)):
+        queue.wake(key, head_start=EVENT_HEAD_START_S)

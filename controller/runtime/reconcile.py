@@ -27,8 +27,8 @@ from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import Action, CheckGates, RecordEvent, TrafficAction
 from controller.engine.analysis import analysis_due
 from controller.engine.decide import command_pending, decide, reject_spec
-from controller.engine.observations import CanaryPods, Observed
-from controller.engine.watching import watch_due
+from controller.engine.observations import Observed, PodHealth
+from controller.engine.watching import watch_due, watching
 from controller.runtime.auditing import measure_audit_log
 from controller.runtime.gate_checks import GateChecker, check_gates, gate_request, observe_hooks
 from controller.runtime.measuring import Interruptible, measure
@@ -99,7 +99,9 @@ def reconcile(
     except LookupError as exc:
         new_status, actions = reject_spec(status, str(exc), generation, now)
         return _commit(cluster, release, None, status, new_status, actions)
-    pods = cluster.read_canary_pods(namespace, name) if canary is not None else CanaryPods()
+    pods = cluster.read_pods(namespace, name, "canary") if canary is not None else PodHealth()
+    watched = watching(status) and target is not None
+    stable_pods = cluster.read_pods(namespace, name, "stable") if watched else PodHealth()
     command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
     # A human's command or a spec change is answered at once: an analysis that
     # happens to be due waits for the next pass (about a second later), so an
@@ -147,6 +149,7 @@ def reconcile(
         measurements,
         command,
         generation,
+        stable_pods=stable_pods,
         audit_log=audit,
         post_promotion=after,
         route=route,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.adapters.kubernetes import deployment_view
+from kubernetes import client
+
+from controller.adapters.kubernetes import deployment_view, pod_record
+from controller.engine.observations import PodHealth
 from controller.runtime.caches import (
+    CachedCluster,
     ReleaseStore,
     deployment_record,
-    pod_record,
     releases_for_deployment,
 )
 
@@ -124,3 +127,16 @@ def test_a_pod_record_keeps_restarts_and_crash_loops() -> None:
     }
     assert pod_record("web-canary-1", status) == ("web-canary-1", 5, True)
     assert pod_record("web-canary-2", {}) == ("web-canary-2", 0, False)
+
+
+def test_each_track_reads_its_own_pods_from_the_index() -> None:
+    cluster = CachedCluster(client.ApiClient(), ReleaseStore())
+    cluster.deployments, cluster.autoscalers = {}, {}
+    cluster.pods = {
+        ("shop", "web", "canary"): [("web-canary-1", 1, False)],
+        ("shop", "web", "stable"): [("web-2", 4, True), ("web-1", 0, True), ("web-3", 2, False)],
+        ("other", "web", "stable"): [("web-9", 9, True)],
+    }
+    assert cluster.read_pods("shop", "web", "canary") == PodHealth((), 1)
+    assert cluster.read_pods("shop", "web", "stable") == PodHealth(("web-1", "web-2"), 4)
+    assert cluster.read_pods("shop", "api", "stable") == PodHealth()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from controller.api.status import CanaryReleaseStatus, PostPromotionStatus
 from controller.engine.actions import RecordEvent, UpdateStable
 from controller.engine.decide import decide
-from controller.engine.observations import DeploymentView, Measurement, Observed
+from controller.engine.observations import DeploymentView, Measurement, Observed, PodHealth
 from tests.unit.auditworld import AuditWorld, spec_with
 from tests.unit.world import healthy
 
@@ -135,3 +136,93 @@ def test_a_breach_with_no_previous_image_is_reported_not_acted_on() -> None:
     assert not [a for a in actions if isinstance(a, UpdateStable)]
     [event] = [a for a in actions if isinstance(a, RecordEvent)]
     assert event.reason == "PostPromotionBreach" and "no previous image" in event.message
+
+
+def _crashing_world(watch: dict[str, object] | None) -> AuditWorld:
+    """v2 passes its canary, then its pods crash-loop once they carry all the traffic."""
+    world = _world(after_breach=None, watch=watch) if watch else _unwatched_world()
+    world.crashes_as_stable = V2
+    return world
+
+
+def _unwatched_world() -> AuditWorld:
+    return AuditWorld(spec=spec_with(steps=STEPS), metric=healthy, start=T0)
+
+
+def test_promoted_pods_that_crash_loop_roll_stable_back_before_any_metric_moves() -> None:
+    world = _crashing_world(WATCH)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "RolledBack" and status.reason == "PostPromotionBreach"
+    assert re.search(
+        r"after promotion, stable pod app-\d+ is in CrashLoopBackOff", status.message or ""
+    )
+    assert world.stable.image == V1 and status.stable_image == V1
+    assert [(h.tag, h.outcome) for h in status.history] == [
+        ("v2", "Succeeded"),
+        ("v2", "RolledBack"),
+    ]
+    # the metrics were all within bounds: the pods alone decided
+    watch = status.post_promotion
+    assert watch is not None and all(m.verdict == "pass" for m in watch.metrics)
+    promoted, rolled_back = (h.finished_at for h in status.history)
+    assert promoted is not None and rolled_back is not None
+    assert rolled_back - promoted <= timedelta(seconds=30)  # the next look, not the next interval
+
+
+def test_a_watch_without_metrics_holds_stable_to_pod_health_alone() -> None:
+    def unasked(promql: str, at: datetime) -> float | None:
+        raise AssertionError(f"a watch without metrics queried {promql}")
+
+    watch = {"duration": "1h"}
+    quiet = _world(after_breach=None, watch=watch)
+    quiet.after = unasked
+    quiet.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert quiet.status.phase == "Succeeded" and quiet.stable.image == V2
+    assert quiet.status.post_promotion is not None
+    assert quiet.status.post_promotion.state == "Passed"
+    assert _event_reasons(quiet).count("WatchPassed") == 1
+
+    crashing = _crashing_world(watch)
+    crashing.after = unasked
+    crashing.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert crashing.status.phase == "RolledBack" and crashing.stable.image == V1
+
+
+def test_stable_pod_health_is_not_judged_without_a_watch_or_after_it() -> None:
+    unwatched = _crashing_world(None)
+    unwatched.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert unwatched.status.phase == "Succeeded" and unwatched.stable.image == V2
+
+    ended = _world(after_breach=None)
+    ended.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert ended.status.post_promotion is not None
+    assert ended.status.post_promotion.state == "Passed"
+    ended.crashes_as_stable = V2
+    ended.start = T0 + timedelta(hours=2)
+    ended.run(until=timedelta(hours=3), every=timedelta(seconds=30))
+    assert ended.status.phase == "Succeeded" and ended.stable.image == V2
+
+
+def test_stable_pods_past_the_restart_limit_are_a_breach_after_promotion() -> None:
+    spec = spec_with(post_promotion=WATCH, steps=STEPS)
+    status = CanaryReleaseStatus(
+        phase="Succeeded",
+        stable_tag="v2",
+        stable_image=V2,
+        previous_stable_tag="v1",
+        previous_stable_image=V1,
+        post_promotion=PostPromotionStatus(
+            state="Watching", started_at=T0, until=T0 + timedelta(hours=1)
+        ),
+    )
+    target = DeploymentView("app", 10, V2, 10, 10, 10, max_unavailable="25%", max_surge="25%")
+    limit = spec.health_check.max_restarts
+    below = Observed(target, stable_pods=PodHealth(max_restarts=limit - 1))
+    new, _ = decide(spec, status, below, T0 + timedelta(minutes=5))
+    assert new.phase == "Succeeded"
+    at_limit = Observed(target, stable_pods=PodHealth(max_restarts=limit))
+    new, actions = decide(spec, status, at_limit, T0 + timedelta(minutes=5))
+    assert new.phase == "RolledBack" and new.reason == "PostPromotionBreach"
+    assert f"a stable container restarted {limit} times (limit {limit})" in (new.message or "")
+    assert [a.image for a in actions if isinstance(a, UpdateStable)] == [V1]

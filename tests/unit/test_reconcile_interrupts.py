@@ -16,7 +16,7 @@ from controller.adapters.kubernetes import COMMAND_ANNOTATION
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import Action, RecordEvent
-from controller.engine.observations import CanaryPods, DeploymentView
+from controller.engine.observations import DeploymentView, PodHealth
 from controller.runtime.measuring import AnalysisInterrupted
 from controller.runtime.reconcile import reconcile
 
@@ -75,8 +75,8 @@ class Cluster:
         tag, replicas = ("v2", 2) if name.endswith("-canary") else ("v1", 4)
         return DeploymentView(name, replicas, IMAGE.format(tag), replicas, replicas, replicas)
 
-    def read_canary_pods(self, namespace: str, release: str) -> CanaryPods:
-        return CanaryPods()
+    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+        return PodHealth()
 
     def read_autoscaler(self, namespace: str, deployment: str) -> str | None:
         return None
