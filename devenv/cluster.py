@@ -61,12 +61,19 @@ POD_CIDR = "10.244.0.1/16"
 #:   ``crash-loop`` Running but never Ready; containers wait in CrashLoopBackOff
 #:                  and restartCount grows every ~5-8s, like a real kubelet.
 #:   ``not-ready``  Running, containers running, readiness never passes.
+#:   ``crash-as-stable`` Running+Ready; a pod of a release's stable track
+#:                  (label ``canary.dev/track=stable``, set at promotion) then
+#:                  crash-loops after ``STABLE_CRASH_DELAY_MS``: a build that
+#:                  passes its canary and fails under all the traffic.
 POD_BEHAVIOR_LABEL = "kwok.canary.dev/behavior"
 #: The same behaviours carried by the image instead: a pod running
 #: ``kwok.canary.dev/behavior:crash-loop`` crash-loops. A release whose image
 #: is ``kwok.canary.dev/behavior:{tag}`` then runs a broken canary only for
 #: that tag, as a bad build would, while stable (any other tag) stays healthy.
 BEHAVIOR_IMAGE = "kwok.canary.dev/behavior"
+#: How long a ``crash-as-stable`` pod serves before it first crashes: long
+#: enough for a promotion of a few replicas to finish first.
+STABLE_CRASH_DELAY_MS = 20_000
 #: Go duration ("30s") a ``fail`` pod stays Running+Ready before it fails.
 POD_DELAY_ANNOTATION = "kwok.canary.dev/delay"
 
@@ -495,6 +502,8 @@ def kwok_stages() -> list[dict[str, Any]]:
         "durationFrom": {"expressionFrom": f'.metadata.annotations["{POD_DELAY_ANNOTATION}"]'},
     }
     restart_delay = {"durationMilliseconds": 5000, "jitterDurationMilliseconds": 8000}
+    serving = [_NOT_DELETED, _RUNNING, _expr(".status.podIP", "Exists")]
+    as_stable = _expr('.metadata.labels["canary.dev/track"]', "In", "stable")
     behaviours: list[tuple[str, str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]
     behaviours = [
         (
@@ -505,12 +514,13 @@ def kwok_stages() -> list[dict[str, Any]]:
             fail_delay,
         ),
         ("crash-loop", "canary-pod-crash-loop", [_NOT_DELETED, _NO_POD_IP], crash, None),
+        ("crash-loop", "canary-pod-crash-loop-restart", serving, crash, restart_delay),
         (
-            "crash-loop",
-            "canary-pod-crash-loop-restart",
-            [_NOT_DELETED, _RUNNING, _expr(".status.podIP", "Exists")],
+            "crash-as-stable",
+            "stable-pod-crash-loop",
+            [*serving, as_stable],
             crash,
-            restart_delay,
+            {"durationMilliseconds": STABLE_CRASH_DELAY_MS},
         ),
         (
             "not-ready",

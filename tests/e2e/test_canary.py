@@ -278,6 +278,41 @@ def test_crash_looping_canary_is_rolled_back(
     assert _image_of(releases, "payments") == IMAGE.format("v1")
 
 
+def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    """A build that passes its canary and crash-loops once it carries all the traffic
+    (kwok's crash-as-stable, 20 s after the pods start): the watch after promotion,
+    with no metric and no Prometheus at all, puts the previous image back."""
+    releases.apps.create_namespaced_deployment(
+        namespace, deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
+    )
+    body = release("payments", "v1", None, steps=[{"setWeight": 25}, {"pause": {"duration": "2s"}}])
+    body["spec"]["release"]["image"] = f"{BEHAVIOR_IMAGE}:{{tag}}"
+    body["spec"]["postPromotion"] = {"duration": "10m"}
+    releases.create(body)
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=60)
+    releases.set_tag("payments", "crash-as-stable")
+    promoted = releases.wait_phase("payments", "Succeeded", timeout=90)
+    assert promoted["postPromotion"]["state"] == "Watching"
+    assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:crash-as-stable"
+    status = releases.wait_phase("payments", "RolledBack", timeout=90)
+    assert status["reason"] == "PostPromotionBreach"
+    assert "after promotion, stable pod payments-" in status["message"]
+    assert "is in CrashLoopBackOff" in status["message"]
+    assert status["postPromotion"]["state"] == "RolledBack"
+    assert status["stableTag"] == "v1" and status["canaryTag"] == "crash-as-stable"
+    assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:v1"
+
+    def serving_again() -> bool:
+        dep = releases.deployment("payments")
+        return bool(dep and dep.status and (dep.status.available_replicas or 0) >= 4)
+
+    wait_for(serving_again, 60, "the previous image serving on all 4 replicas")
+    releases.wait_events("payments", "Promoted", "RolledBack")
+
+
 def test_a_promotion_the_deployment_cannot_finish_is_rolled_back(
     releases: Releases, namespace: str, controller: ControllerFactory
 ) -> None:

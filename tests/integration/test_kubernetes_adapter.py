@@ -12,7 +12,9 @@ from controller.adapters.ports import StatusConflict
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, HistoryEntry
 from controller.engine.actions import DeleteCanary, RecordEvent, ScaleCanary, UpdateStable
+from controller.engine.observations import PodHealth
 from controller.runtime.clients import CountingApiClient
+from devenv.cluster import BEHAVIOR_IMAGE
 from tests.concurrent_calls import dropped_connections
 from tests.e2e.helpers import Releases, release, wait_for
 
@@ -101,6 +103,33 @@ def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
     assert releases.deployment("payments-canary") is None
     adapter.record_event(obj, RecordEvent("Warning", "RolledBack", "because"))
     assert "RolledBack" in releases.event_reasons("payments")
+
+
+def test_a_promotion_labels_stable_pods_so_each_track_reads_its_own_health(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    """Promoted pods carry the release and track: the watch after promotion finds them."""
+    image = f"{BEHAVIOR_IMAGE}:crash-as-stable"  # kwok crash-loops it only as stable
+    releases.create_deployment("payments", 2, f"{BEHAVIOR_IMAGE}:v1")
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    assert adapter.read_pods(namespace, "payments", "stable") == PodHealth()  # not labelled yet
+    adapter.apply(obj, spec, ScaleCanary(image, 1))
+    adapter.apply(obj, spec, UpdateStable(image, 2, "0", "1"))
+    labels = releases.deployment("payments").spec.template.metadata.labels  # type: ignore[union-attr]
+    assert labels["canary.dev/track"] == "stable" and labels["canary.dev/release"] == "payments"
+
+    def crash_looping() -> PodHealth | None:
+        health = adapter.read_pods(namespace, "payments", "stable")
+        return health if len(health.crash_looping) == 2 else None
+
+    health = wait_for(crash_looping, 90, "both promoted pods in CrashLoopBackOff")
+    assert all(name.startswith("payments-") for name in health.crash_looping)
+    assert health.max_restarts >= 1
+    # the canary runs the same image, and is older than the stable pods: still healthy
+    assert adapter.read_pods(namespace, "payments", "canary") == PodHealth()
 
 
 def test_missing_container_is_a_clear_error(
