@@ -52,7 +52,7 @@ bench-judge: setup ## Judge benchmark: sequential vs threshold gates (writes ben
 	$(PY) -m bench.judge.through_prometheus
 	$(PY) -m bench.judge.bounds
 
-bench-health: setup binaries ## Crash-level canaries (crash-loop, never Ready) to the rollback decision (bench/results/health.json)
+bench-health: setup binaries ## Crash-level builds (canary crash-loop or never Ready, promoted pods crash-looping) to the rollback decision (bench/results/health.json)
 	$(PY) -m bench.health
 
 crds: $(VENV)/.installed ## Regenerate the CRD from the pydantic models

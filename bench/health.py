@@ -1,4 +1,4 @@
-"""Crash-level canaries that never serve: from a broken canary to the rollback decision.
+"""Crash-level builds: from pods that crash or never serve to the rollback decision.
 
 The judge benchmark (bench/judge) measures one half of the crash target, a
 canary at ten times the errors; this measures the other half, a canary that
@@ -16,6 +16,10 @@ stable tag `v1` is healthy, and the new tag is a bad build:
   after the first reconcile that saw fewer Ready canary pods than its goal
   (the one that created the canary). Timed from the new tag to `RolledBack`;
   minus the deadline, that is the controller's own delay.
+- `crash-as-stable`: serves fine as the canary, is promoted, and crash-loops
+  20 s after its pods start as stable, during the watch after promotion
+  (`postPromotion` with no metrics). Timed from the first stable pod status
+  showing CrashLoopBackOff to `RolledBack` (reason `PostPromotionBreach`).
 
 Every release gets its bad tag within about a second (four patches at a
 time), so the numbers include the contention of all of them at once. kwok
@@ -23,7 +27,7 @@ shows CrashLoopBackOff as soon as the pod exists; a kubelet shows it after
 the container's first exit, so on a real node add the application's own time
 to crash (and its first restart back-off) to `tag_to_decision_s`.
 
-Usage: python -m bench.health [--releases 10] [--ready-deadline 30s]
+Usage: python -m bench.health [--releases 10] [--ready-deadline 30s] [--behaviours a,b]
 Uses the cluster of CANARY_KUBECONFIG if set, else starts one.
 Writes bench/results/health.json.
 """
@@ -54,17 +58,20 @@ from devenv.install import install_crd
 
 RESULTS = Path(__file__).resolve().parent / "results" / "health.json"
 RECONCILE_INTERVAL_S = "10"  # the chart's default
-BEHAVIOURS = {"crash-loop": "CanaryCrashLooping", "not-ready": "CanaryNotReady"}
+BEHAVIOURS = {
+    "crash-loop": "CanaryCrashLooping",
+    "not-ready": "CanaryNotReady",
+    "crash-as-stable": "PostPromotionBreach",
+}
+CRASHING = ("crash-loop", "crash-as-stable")
 REPLICAS = 4
 
 
-class CanaryPodWatcher(WatchThread):
-    """When each app's canary pods were first seen crash-looping."""
+class PodWatcher(WatchThread):
+    """When each app's pods of either track were first seen crash-looping."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
-        super().__init__(
-            core.list_namespaced_pod, namespace, label_selector=f"{TRACK_LABEL}=canary"
-        )
+        super().__init__(core.list_namespaced_pod, namespace, label_selector=TRACK_LABEL)
         self.first_crash: dict[str, float] = {}
 
     def on_event(self, pod: client.V1Pod, now: float) -> None:
@@ -77,7 +84,12 @@ class CanaryPodWatcher(WatchThread):
                 self.first_crash.setdefault(app, now)
 
 
-def release(name: str, ready_deadline: str) -> dict[str, Any]:
+def release(name: str, ready_deadline: str, behaviour: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]]
+    steps = [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
+    watch = None
+    if behaviour == "crash-as-stable":  # passes its canary quickly, then is watched
+        steps, watch = [{"setWeight": 25}, {"pause": {"duration": "5s"}}], {"duration": "10m"}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "CanaryRelease",
@@ -85,8 +97,9 @@ def release(name: str, ready_deadline: str) -> dict[str, Any]:
         "spec": {
             "targetRef": {"name": name},
             "release": {"tag": "v1", "image": f"{BEHAVIOR_IMAGE}:{{tag}}"},
-            "steps": [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 100}],
+            "steps": steps,
             "healthCheck": {"readyDeadline": ready_deadline},
+            **({"postPromotion": watch} if watch else {}),
         },
     }
 
@@ -102,7 +115,9 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> dict[str, Any]:
+def measure(
+    cluster: LocalCluster, per_behaviour: int, ready_deadline: str, behaviours: list[str]
+) -> dict[str, Any]:
     api = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
     install_crd(api)
@@ -110,15 +125,15 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     wait("service account", lambda: bool(core.list_namespaced_service_account(ns).items), 60)
     bad_tag = {
-        f"{behaviour}-{i:02d}": behaviour for behaviour in BEHAVIOURS for i in range(per_behaviour)
+        f"{behaviour}-{i:02d}": behaviour for behaviour in behaviours for i in range(per_behaviour)
     }
     names = list(bad_tag)
     for name in names:
         apps.create_namespaced_deployment(ns, deployment(name, REPLICAS, f"{BEHAVIOR_IMAGE}:v1"))
         custom.create_namespaced_custom_object(
-            GROUP, VERSION, ns, PLURAL, release(name, ready_deadline)
+            GROUP, VERSION, ns, PLURAL, release(name, ready_deadline, bad_tag[name])
         )
-    statuses, pods = StatusWatcher(custom, ns), CanaryPodWatcher(core, ns)
+    statuses, pods = StatusWatcher(custom, ns), PodWatcher(core, ns)
     statuses.start()
     pods.start()
     logs = Path(tempfile.mkdtemp(prefix="bench-health-"))
@@ -151,7 +166,7 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
         proc.stop()
         core.delete_namespace(ns)
         api.close()
-    unseen = [n for n in names if bad_tag[n] == "crash-loop" and n not in pods.first_crash]
+    unseen = [n for n in names if bad_tag[n] in CRASHING and n not in pods.first_crash]
     if unseen:
         raise AssertionError(f"no CrashLoopBackOff pod was seen for {unseen}")
     decided = {name: statuses.seen[(name, "phase", "RolledBack")] for name in names}
@@ -162,7 +177,8 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
         "ready_deadline_s": deadline_s,
         "measured_at": datetime.now().isoformat(timespec="seconds"),
     }
-    for behaviour, reason in BEHAVIOURS.items():
+    for behaviour in behaviours:
+        reason = BEHAVIOURS[behaviour]
         mine = [name for name in names if bad_tag[name] == behaviour]
         wrong = {n: final[n].get("reason") for n in mine if final[n].get("reason") != reason}
         if wrong:
@@ -171,7 +187,7 @@ def measure(cluster: LocalCluster, per_behaviour: int, ready_deadline: str) -> d
             "reason": reason,
             "tag_to_decision_s": summary([decided[n] - tagged[n] for n in mine]),
         }
-        if behaviour == "crash-loop":
+        if behaviour in CRASHING:
             entry["crash_visible_to_decision_s"] = summary(
                 [decided[n] - pods.first_crash[n] for n in mine]
             )
@@ -187,8 +203,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=10, help="per behaviour")
     parser.add_argument("--ready-deadline", default="30s")
+    parser.add_argument(
+        "--behaviours", default=",".join(BEHAVIOURS), help="comma-separated; all by default"
+    )
     args = parser.parse_args()
-    run_on_a_cluster(lambda cluster: measure(cluster, args.releases, args.ready_deadline), RESULTS)
+    behaviours = args.behaviours.split(",")
+    unknown = set(behaviours) - set(BEHAVIOURS)
+    if unknown:
+        parser.error(f"unknown behaviours {sorted(unknown)}; known: {', '.join(BEHAVIOURS)}")
+    run_on_a_cluster(
+        lambda cluster: measure(cluster, args.releases, args.ready_deadline, behaviours), RESULTS
+    )
 
 
 if __name__ == "__main__":

@@ -220,8 +220,11 @@ async def autoscaler_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -
 
 
 def _watching(body: dict[str, Any] | None) -> bool:
-    status = (body or {}).get("status")
-    return bool(status) and watching(CanaryReleaseStatus.model_validate(status))
+    """Parsing a status costs more than the phase check that rules most pod events out."""
+    status = (body or {}).get("status") or {}
+    if status.get("phase") != "Succeeded":
+        return False
+    return watching(CanaryReleaseStatus.model_validate(status))
 
 
 @kopf.on.event("v1", "pods", labels=_TRACK_PODS)
