@@ -171,7 +171,11 @@ class CanaryReleaseStatus(StatusModel):
     )
     release_started_at: datetime | None = None
     promotion_started_at: datetime | None = Field(
-        default=None, description="when the promotion began: a stalled rollout is timed from it"
+        default=None,
+        description=(
+            "when stable began rolling to a new image (a promotion, or a rollback after one): "
+            "a stalled rollout is timed from it"
+        ),
     )
     step_started_at: datetime | None = None
     next_analysis_at: datetime | None = None

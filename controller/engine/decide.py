@@ -37,6 +37,7 @@ from controller.engine.quick_rollback import (
 from controller.engine.replicas import weight_at
 from controller.engine.rollout import drive_promotion, reconcile_weight, settle
 from controller.engine.routing import canary_goal, record_route
+from controller.engine.stalls import stalled_rollout, watch_rollback
 from controller.engine.summary import describe_step, summarize
 from controller.engine.watching import judge_after_promotion, roll_back_promotion, start_watch
 
@@ -305,7 +306,9 @@ def _run_promotion(d: Decision) -> None:
     if not rolling_back and (_breached_analysis(d) or _breached_audit_log(d)):
         return
     image = d.spec.release.image_for(status.canary_tag)
-    if not rolling_back and _promotion_stalled(d, image):
+    if rolling_back:
+        watch_rollback(d, image)
+    elif _promotion_stalled(d, image):
         return
     if not drive_promotion(d, image):
         return
@@ -329,28 +332,16 @@ def _promotion_stalled(d: Decision, image: str) -> bool:
     A canary that was fine at 10% can still fail at full size (no room for the
     new pods, a dependency that gives way under all the traffic). With
     maxUnavailable 0 the old pods keep serving, so nothing breaks, but the
-    promotion would wait forever. The Deployment controller times it
-    (`progressDeadlineSeconds`), but keeps a timeout from an earlier rollout
-    until the next one progresses (a reused ReplicaSet, Recreate, a paused
-    Deployment). So the stall counts only when it is still reported a whole
-    deadline after this promotion began: any progress since would have
-    cleared it.
+    promotion would wait forever (stalls.py says when a stall is this one's).
 
     A stall rolls back whatever `breachPolicy` says: the old pods still serve,
     so going back changes what runs nowhere, and freezing would wait on a
     rollout that cannot finish.
     """
-    status, target = d.status, d.target
-    started = status.promotion_started_at
-    if target.stalled is None or target.image != image or started is None:
+    stall = stalled_rollout(d, image)
+    if stall is None:
         return False
-    if (d.now - started).total_seconds() < target.progress_deadline_s:
-        return False
-    message = (
-        f"rolling {status.canary_tag} onto all {d.total_replicas} replicas made no progress "
-        f"within the Deployment's progressDeadlineSeconds ({target.progress_deadline_s}s): "
-        f"{target.stalled}"
-    )
+    message = f"rolling {d.status.canary_tag} onto all {d.total_replicas} replicas {stall}"
     _roll_back(d, "PromotionStalled", message)
     return True
 
@@ -423,7 +414,9 @@ def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "Rolle
     status.phase, status.reason, status.message = "RolledBack", reason, message
     status.current_step_index, status.canary_weight = None, 0
     status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
-    status.promotion_started_at = None
+    # A promotion cut short: stable now rolls back to its own image (settle), timed from here.
+    cut_short = status.stable_image is not None and d.target.image != status.stable_image
+    status.promotion_started_at = d.now if cut_short else None
 
 
 def reject_spec(

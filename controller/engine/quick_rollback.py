@@ -50,7 +50,7 @@ def start_quick_rollback(d: Decision, command: str) -> None:
             "maxSurge": target.max_surge or "25%",
         }
     status.phase, status.reason, status.canary_tag = "Promoting", QUICK_ROLLBACK, previous
-    status.release_started_at = status.step_started_at = d.now
+    status.release_started_at = status.step_started_at = status.promotion_started_at = d.now
     status.current_step_index, status.canary_weight = None, 0
     status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
     status.prometheus_unreachable_since = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from controller.engine.actions import DeleteCanary, ScaleCanary, ScaleStable, UpdateStable
 from controller.engine.context import Decision
 from controller.engine.routing import reconcile_routed, reset_before_scale_down
+from controller.engine.stalls import rollback_finished, watch_rollback
 
 
 def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
@@ -68,6 +69,11 @@ def settle(d: Decision) -> None:
     """
     status, target, canary = d.status, d.target, d.observed.canary
     image = status.stable_image or target.image
+    if status.promotion_started_at is not None:  # stable rolls back to `image`
+        if target.settled(image, d.total_replicas):
+            rollback_finished(d, image)
+        else:
+            watch_rollback(d, image)
     if d.spec.traffic_routing is not None and target.image != image:
         # A promotion cut short (it stalled, or a breach during it): stable goes back
         # to its image at full size first, and only then gets all the traffic back;

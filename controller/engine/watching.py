@@ -155,5 +155,5 @@ def roll_back_promotion(d: Decision, message: str) -> bool:
     status.stable_tag, status.stable_image = status.previous_stable_tag, previous
     status.previous_stable_tag = status.previous_stable_image = None
     status.phase, status.reason, status.message = "RolledBack", BREACH, message
-    status.next_analysis_at = None
+    status.next_analysis_at, status.promotion_started_at = None, d.now
     return True
