@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from controller.adapters.kubernetes import COMMAND_ANNOTATION
-from devenv.cluster import BEHAVIOR_IMAGE
+from devenv.cluster import BEHAVIOR_IMAGE, NODE_NAMES
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
@@ -311,6 +314,69 @@ def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
 
     wait_for(serving_again, 60, "the previous image serving on all 4 replicas")
     releases.wait_events("payments", "Promoted", "RolledBack")
+
+
+@contextlib.contextmanager
+def _no_room(releases: Releases) -> Iterator[None]:
+    """Every node cordoned: no new pod schedules until the block ends."""
+
+    def cordon(flag: bool) -> None:
+        for node in NODE_NAMES:
+            releases.core.patch_node(node, {"spec": {"unschedulable": flag}})
+
+    cordon(True)
+    try:
+        yield
+    finally:
+        cordon(False)
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+
+def test_a_rollback_that_cannot_roll_out_is_reported_until_it_does(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    """The promoted build crash-loops and is rolled back, but the cluster has no room
+    left for the previous image's pods: the rollback's own rollout stalls. The release
+    says so (RollbackProgressing=False, a RollbackStalled Event) instead of a quiet
+    RolledBack, and says when the rollout completes once there is room again."""
+    target = deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
+    target["spec"]["progressDeadlineSeconds"] = 10
+    releases.apps.create_namespaced_deployment(namespace, target)
+    body = release("payments", "v1", None, steps=[{"setWeight": 25}, {"pause": {"duration": "2s"}}])
+    body["spec"]["release"]["image"] = f"{BEHAVIOR_IMAGE}:{{tag}}"
+    body["spec"]["postPromotion"] = {"duration": "10m"}
+    releases.create(body)
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=60)
+    releases.set_tag("payments", "crash-as-stable")
+    releases.wait_phase("payments", "Succeeded", timeout=90)
+    with _no_room(releases):  # before the promoted pods crash, 20 s after they start
+        status = releases.wait_phase("payments", "RolledBack", timeout=90)
+        assert status["reason"] == "PostPromotionBreach"
+
+        def stalled() -> dict[str, Any] | None:
+            found = _condition(releases.status("payments"), "RollbackProgressing")
+            return found if found and found["status"] == "False" else None
+
+        condition = wait_for(stalled, 90, "RollbackProgressing=False")
+        assert condition["reason"] == "ProgressDeadlineExceeded"
+        assert f"rolling stable back to {BEHAVIOR_IMAGE}:v1" in condition["message"]
+        assert "timed out progressing" in condition["message"]
+        releases.wait_events("payments", "RollbackStalled")
+        assert releases.status("payments")["phase"] == "RolledBack"
+
+    def completed() -> dict[str, Any] | None:
+        found = _condition(releases.status("payments"), "RollbackProgressing")
+        return found if found and found["reason"] == "Completed" else None
+
+    done = wait_for(completed, 120, "RollbackProgressing=True/Completed")
+    assert done["status"] == "True"
+    stable = releases.deployment("payments")
+    assert stable is not None and (stable.status.available_replicas or 0) >= 4
+    assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:v1"
 
 
 def test_a_promotion_the_deployment_cannot_finish_is_rolled_back(
