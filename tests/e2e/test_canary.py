@@ -281,15 +281,18 @@ def test_crash_looping_canary_is_rolled_back(
     assert _image_of(releases, "payments") == IMAGE.format("v1")
 
 
-def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
-    releases: Releases, namespace: str, controller: ControllerFactory
-) -> None:
-    """A build that passes its canary and crash-loops once it carries all the traffic
-    (kwok's crash-as-stable, 20 s after the pods start): the watch after promotion,
-    with no metric and no Prometheus at all, puts the previous image back."""
-    releases.apps.create_namespaced_deployment(
-        namespace, deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
-    )
+def _promote_a_build_that_crashes_as_stable(
+    releases: Releases,
+    namespace: str,
+    controller: ControllerFactory,
+    progress_deadline_s: int | None = None,
+) -> dict[str, Any]:
+    """v1 on 4 replicas, then `crash-as-stable` through a short canary: its status once
+    promoted and watched (for 10 min, pod health only), before its pods crash."""
+    target = deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
+    if progress_deadline_s is not None:
+        target["spec"]["progressDeadlineSeconds"] = progress_deadline_s
+    releases.apps.create_namespaced_deployment(namespace, target)
     body = release("payments", "v1", None, steps=[{"setWeight": 25}, {"pause": {"duration": "2s"}}])
     body["spec"]["release"]["image"] = f"{BEHAVIOR_IMAGE}:{{tag}}"
     body["spec"]["postPromotion"] = {"duration": "10m"}
@@ -297,7 +300,16 @@ def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
     controller(namespace)
     releases.wait_phase("payments", "Idle", timeout=60)
     releases.set_tag("payments", "crash-as-stable")
-    promoted = releases.wait_phase("payments", "Succeeded", timeout=90)
+    return releases.wait_phase("payments", "Succeeded", timeout=90)
+
+
+def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
+    releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    """A build that passes its canary and crash-loops once it carries all the traffic
+    (kwok's crash-as-stable, 20 s after the pods start): the watch after promotion,
+    with no metric and no Prometheus at all, puts the previous image back."""
+    promoted = _promote_a_build_that_crashes_as_stable(releases, namespace, controller)
     assert promoted["postPromotion"]["state"] == "Watching"
     assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:crash-as-stable"
     status = releases.wait_phase("payments", "RolledBack", timeout=90)
@@ -342,17 +354,7 @@ def test_a_rollback_that_cannot_roll_out_is_reported_until_it_does(
     left for the previous image's pods: the rollback's own rollout stalls. The release
     says so (RollbackProgressing=False, a RollbackStalled Event) instead of a quiet
     RolledBack, and says when the rollout completes once there is room again."""
-    target = deployment("payments", 4, f"{BEHAVIOR_IMAGE}:v1")
-    target["spec"]["progressDeadlineSeconds"] = 10
-    releases.apps.create_namespaced_deployment(namespace, target)
-    body = release("payments", "v1", None, steps=[{"setWeight": 25}, {"pause": {"duration": "2s"}}])
-    body["spec"]["release"]["image"] = f"{BEHAVIOR_IMAGE}:{{tag}}"
-    body["spec"]["postPromotion"] = {"duration": "10m"}
-    releases.create(body)
-    controller(namespace)
-    releases.wait_phase("payments", "Idle", timeout=60)
-    releases.set_tag("payments", "crash-as-stable")
-    releases.wait_phase("payments", "Succeeded", timeout=90)
+    _promote_a_build_that_crashes_as_stable(releases, namespace, controller, progress_deadline_s=10)
     with _no_room(releases):  # before the promoted pods crash, 20 s after they start
         status = releases.wait_phase("payments", "RolledBack", timeout=90)
         assert status["reason"] == "PostPromotionBreach"

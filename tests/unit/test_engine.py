@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from controller.api.spec import CanaryReleaseSpec
@@ -10,7 +9,7 @@ from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import RecordEvent, ScaleCanary
 from controller.engine.decide import decide, reject_spec, tag_of
 from controller.engine.observations import DeploymentView, Measurement, Observed
-from tests.unit.world import World, breaking_at, healthy, make_spec
+from tests.unit.world import OldTimeoutWorld, World, breaking_at, healthy, make_spec
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]
@@ -255,18 +254,11 @@ def test_a_timeout_left_from_an_earlier_rollout_is_not_this_promotions_stall() -
     """Kubernetes keeps an old ProgressDeadlineExceeded until a rollout progresses: a
     promotion that finishes within the deadline is not rolled back because of it."""
 
-    class OldTimeout(World):
-        def observe(self, now: datetime) -> Observed:
-            observed = super().observe(now)
-            assert observed.target is not None
-            stale = replace(observed.target, stalled="an earlier rollout timed out")
-            return replace(observed, target=stale)
-
-    world = OldTimeout(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
+    world = OldTimeoutWorld(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
     world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     assert world.status.phase == "Succeeded"
     # still reported a whole deadline after the promotion began: then it is this one's
-    stuck = OldTimeout(spec=make_spec(steps=STEPS), metric=healthy, start=T0, broken_tag="v2")
+    stuck = OldTimeoutWorld(spec=make_spec(steps=STEPS), metric=healthy, start=T0, broken_tag="v2")
     stuck.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     assert (stuck.status.phase, stuck.status.reason) == ("RolledBack", "PromotionStalled")
     promoting = next(t for t, s, *_ in stuck.log if s.phase == "Promoting")

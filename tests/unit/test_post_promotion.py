@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, PostPromotionStatus
 from controller.engine.actions import RecordEvent, UpdateStable
 from controller.engine.decide import decide
@@ -115,19 +116,27 @@ def test_unreachable_prometheus_during_the_watch_never_rolls_back() -> None:
     assert watch is not None and watch.metrics[0].verdict == "inconclusive"
 
 
-def test_a_breach_with_no_previous_image_is_reported_not_acted_on() -> None:
-    """A release promoted by an older controller kept no previous image: say so, change nothing."""
-    spec = spec_with(post_promotion=WATCH, steps=STEPS)
+def _watching_v2(
+    previous_image: str | None,
+) -> tuple[CanaryReleaseSpec, CanaryReleaseStatus, DeploymentView]:
+    """v2 promoted over v1 at T0 and watched for an hour; `previous_image` None: none kept."""
     status = CanaryReleaseStatus(
         phase="Succeeded",
         stable_tag="v2",
         stable_image=V2,
         previous_stable_tag="v1",
+        previous_stable_image=previous_image,
         post_promotion=PostPromotionStatus(
             state="Watching", started_at=T0, until=T0 + timedelta(hours=1)
         ),
     )
     target = DeploymentView("app", 10, V2, 10, 10, 10, max_unavailable="25%", max_surge="25%")
+    return spec_with(post_promotion=WATCH, steps=STEPS), status, target
+
+
+def test_a_breach_with_no_previous_image_is_reported_not_acted_on() -> None:
+    """A release promoted by an older controller kept no previous image: say so, change nothing."""
+    spec, status, target = _watching_v2(previous_image=None)
     breach = (Measurement("error-rate", 0.3, None, "errors"),)
     observed = Observed(target, post_promotion=breach)
     new, actions = decide(spec, status, observed, T0 + timedelta(minutes=5))
@@ -205,18 +214,7 @@ def test_stable_pod_health_is_not_judged_without_a_watch_or_after_it() -> None:
 
 
 def test_stable_pods_past_the_restart_limit_are_a_breach_after_promotion() -> None:
-    spec = spec_with(post_promotion=WATCH, steps=STEPS)
-    status = CanaryReleaseStatus(
-        phase="Succeeded",
-        stable_tag="v2",
-        stable_image=V2,
-        previous_stable_tag="v1",
-        previous_stable_image=V1,
-        post_promotion=PostPromotionStatus(
-            state="Watching", started_at=T0, until=T0 + timedelta(hours=1)
-        ),
-    )
-    target = DeploymentView("app", 10, V2, 10, 10, 10, max_unavailable="25%", max_surge="25%")
+    spec, status, target = _watching_v2(previous_image=V1)
     limit = spec.health_check.max_restarts
     below = Observed(target, stable_pods=PodHealth(max_restarts=limit - 1))
     new, _ = decide(spec, status, below, T0 + timedelta(minutes=5))

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from controller.api.status import Condition
 from controller.engine.actions import RecordEvent
-from controller.engine.observations import Observed
 from controller.engine.stalls import ROLLBACK_PROGRESSING
 from tests.unit.auditworld import AuditWorld, spec_with
-from tests.unit.world import World, breaking_at, healthy, make_spec
+from tests.unit.world import OldTimeoutWorld, World, breaking_at, healthy, make_spec
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
@@ -130,14 +129,7 @@ def test_a_canary_rollback_does_not_blame_stable_for_a_timeout_of_its_own() -> N
     """Only the canary goes when it breaches: stable was never touched, so an old
     timeout on stable's Deployment is not this rollback's."""
 
-    class OldTimeout(World):
-        def observe(self, now: datetime) -> Observed:
-            observed = super().observe(now)
-            assert observed.target is not None
-            stale = replace(observed.target, stalled="an earlier rollout timed out")
-            return replace(observed, target=stale)
-
-    world = OldTimeout(
+    world = OldTimeoutWorld(
         spec=make_spec(steps=STEPS), metric=breaking_at(T0 + timedelta(minutes=5)), start=T0
     )
     world.run(until=timedelta(hours=1), every=EVERY)

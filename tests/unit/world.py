@@ -75,6 +75,17 @@ class World(SimulatedWorld):
         return replace(observed, target=replace(observed.target, autoscaler="app-hpa"))
 
 
+class OldTimeoutWorld(World):
+    """Stable's Deployment still reports a timeout from an earlier rollout, as Kubernetes
+    keeps one until a rollout progresses again."""
+
+    def observe(self, now: datetime) -> Observed:
+        observed = super().observe(now)
+        assert observed.target is not None
+        stale = replace(observed.target, stalled="an earlier rollout timed out")
+        return replace(observed, target=stale)
+
+
 def make_spec(
     *,
     steps: list[dict[str, object]] | None = None,
