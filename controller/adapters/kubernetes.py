@@ -12,7 +12,7 @@ import base64
 import copy
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import urllib3
 from kubernetes import client
@@ -112,25 +112,41 @@ def _stalled(status: dict[str, Any]) -> str | None:
     return None
 
 
-PodRecord = tuple[str, int, bool]
-"""(pod, most restarts of a container, whether one is in CrashLoopBackOff)."""
-
-
-def pod_record(name: str, status: Mapping[str, Any]) -> PodRecord:
+class PodRecord(NamedTuple):
     """What the health check needs of one pod; the watch keeps only this, not the body."""
+
+    name: str
+    restarts: int
+    """The most restarts of any of its containers."""
+    crash_looping: bool
+    images: tuple[str, ...]
+
+
+def pod_record(pod: Mapping[str, Any]) -> PodRecord | None:
+    """None for a pod that no longer serves: terminating, or finished (evicted, say).
+
+    Such a pod can linger after its ReplicaSet was replaced, restarts and all;
+    it says nothing about what runs now.
+    """
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") in ("Failed", "Succeeded"):
+        return None
     restarts, looping = 0, False
     for container in status.get("containerStatuses") or []:
         restarts = max(restarts, int(container.get("restartCount") or 0))
         waiting = (container.get("state") or {}).get("waiting") or {}
         looping = looping or waiting.get("reason") == "CrashLoopBackOff"
-    return name, restarts, looping
+    containers = (pod.get("spec") or {}).get("containers") or []
+    images = tuple(str(c.get("image")) for c in containers)
+    return PodRecord(str(meta.get("name")), restarts, looping, images)
 
 
-def pod_health(records: Iterable[PodRecord]) -> PodHealth:
-    pods = list(records)
+def pod_health(records: Iterable[PodRecord], image: str) -> PodHealth:
+    """The health of the pods that run `image`: those of an older rollout do not count."""
+    pods = [record for record in records if image in record.images]
     return PodHealth(
-        crash_looping=tuple(sorted({name for name, _, looping in pods if looping})),
-        max_restarts=max((restarts for _, restarts, _ in pods), default=0),
+        crash_looping=tuple(sorted({pod.name for pod in pods if pod.crash_looping})),
+        max_restarts=max((pod.restarts for pod in pods), default=0),
     )
 
 
@@ -197,14 +213,12 @@ class KubernetesCluster:
                 return str(hpa["metadata"]["name"])
         return None
 
-    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+    def read_pods(self, namespace: str, release: str, track: str, image: str) -> PodHealth:
         selector = f"{RELEASE_LABEL}={release},{TRACK_LABEL}={track}"
         pods = _call(self._core.list_namespaced_pod, namespace, label_selector=selector)
         raw = cast(dict[str, Any], self._api.sanitize_for_serialization(pods))  # type: ignore[no-untyped-call]
-        return pod_health(
-            pod_record(pod["metadata"]["name"], pod.get("status") or {})
-            for pod in raw.get("items") or []
-        )
+        records = (pod_record(pod) for pod in raw.get("items") or [])
+        return pod_health((r for r in records if r is not None), image)
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key does not exist."""

@@ -57,8 +57,11 @@ class Cluster(Protocol):
         self, namespace: str, name: str, container: str | None
     ) -> DeploymentView | None: ...
 
-    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
-        """One track's pods of a release: "canary", or "stable" once a promotion labelled them."""
+    def read_pods(self, namespace: str, release: str, track: str, image: str) -> PodHealth:
+        """One track's serving pods of a release that run `image`.
+
+        `track` is "canary", or "stable" once a promotion labelled stable's pods.
+        """
         ...
 
     def read_autoscaler(self, namespace: str, deployment: str) -> str | None:

@@ -173,8 +173,8 @@ class CanaryReleaseStatus(StatusModel):
     promotion_started_at: datetime | None = Field(
         default=None,
         description=(
-            "when stable began rolling to a new image (a promotion, or a rollback after one): "
-            "a stalled rollout is timed from it"
+            "when stable began rolling to a new image (a promotion, a quick rollback, or a "
+            "rollback after a promotion): a stalled rollout is timed from it"
         ),
     )
     step_started_at: datetime | None = None

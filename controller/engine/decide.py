@@ -35,9 +35,9 @@ from controller.engine.quick_rollback import (
     start_quick_rollback,
 )
 from controller.engine.replicas import weight_at
-from controller.engine.rollout import drive_promotion, reconcile_weight, settle
+from controller.engine.rollout import drive_promotion, reconcile_weight, save_strategy, settle
 from controller.engine.routing import canary_goal, record_route
-from controller.engine.stalls import stalled_rollout, watch_rollback
+from controller.engine.stalls import rollback_superseded, stalled_rollout, watch_rollback
 from controller.engine.summary import describe_step, summarize
 from controller.engine.watching import judge_after_promotion, roll_back_promotion, start_watch
 
@@ -218,6 +218,7 @@ def _start_release(d: Decision, tag: str) -> None:
         status.target_replicas = target.replicas
         status.stable_image = target.image
         status.stable_tag = tag_of(d.spec.release.image, target.image) or status.stable_tag
+    rollback_superseded(d, tag)
     status.phase, status.canary_tag = "Progressing", tag
     status.current_step_index, status.step_started_at = 0, now
     status.release_started_at, status.paused_at = now, None
@@ -287,12 +288,7 @@ def _start_promotion(d: Decision, *, forced: bool) -> None:
         return  # the promote window is closed; rollbacks are never held
     status.phase, status.reason = "Promoting", None
     status.promotion_started_at = d.now
-    target = d.target
-    if status.saved_strategy is None and target.max_unavailable is not None:
-        status.saved_strategy = {
-            "maxUnavailable": target.max_unavailable,
-            "maxSurge": target.max_surge or "25%",
-        }
+    save_strategy(d)
     how = "by a human, skipping analysis" if forced else "analysis passed"
     if choice == "promote":
         how = "analysis inconclusive at the end of the last step; onInconclusive: promote"

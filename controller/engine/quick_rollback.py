@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from controller.api.status import MAX_HISTORY, HistoryEntry
 from controller.engine.context import Decision
+from controller.engine.rollout import save_strategy
 
 QUICK_ROLLBACK = "RollbackRequested"
 
@@ -44,11 +45,7 @@ def start_quick_rollback(d: Decision, command: str) -> None:
     assert previous is not None
     if d.observed.canary is None and status.saved_strategy is None:
         status.target_replicas = target.replicas
-    if status.saved_strategy is None and target.max_unavailable is not None:
-        status.saved_strategy = {
-            "maxUnavailable": target.max_unavailable,
-            "maxSurge": target.max_surge or "25%",
-        }
+    save_strategy(d)
     status.phase, status.reason, status.canary_tag = "Promoting", QUICK_ROLLBACK, previous
     status.release_started_at = status.step_started_at = status.promotion_started_at = d.now
     status.current_step_index, status.canary_weight = None, 0

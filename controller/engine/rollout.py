@@ -39,6 +39,20 @@ def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
     return canary_ready and target.replicas == stable_goal and target.ready_replicas >= stable_goal
 
 
+def save_strategy(d: Decision) -> None:
+    """Remember stable's rolling-update bounds before a rollout that sets maxUnavailable 0.
+
+    `settle` restores them, and acts while they are saved. A Recreate Deployment
+    has none to save.
+    """
+    status, target = d.status, d.target
+    if status.saved_strategy is None and target.max_unavailable is not None:
+        status.saved_strategy = {
+            "maxUnavailable": target.max_unavailable,
+            "maxSurge": target.max_surge or "25%",
+        }
+
+
 def promotion_surge(saved: dict[str, str] | None) -> str:
     surge = (saved or {}).get("maxSurge")
     return surge if surge not in (None, "0", "0%") else "1"

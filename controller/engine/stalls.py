@@ -64,6 +64,17 @@ def rollback_finished(d: Decision, image: str) -> None:
         _set(d, "True", "Completed", f"stable runs {image} on all {d.total_replicas} replicas")
 
 
+def rollback_superseded(d: Decision, tag: str) -> None:
+    """A new release starts: a rollback still stalled is no longer followed, nor alerted on.
+
+    The new tag's own promotion, if it comes, rolls stable anew and is timed afresh.
+    """
+    d.status.promotion_started_at = None
+    current = find_condition(d.status.conditions, ROLLBACK_PROGRESSING)
+    if current is not None and current.status == "False":
+        _set(d, "True", "Superseded", f"the release of {tag} started; last: {current.message}")
+
+
 def _set(d: Decision, status: Literal["True", "False"], reason: str, message: str) -> None:
     d.status.conditions = set_condition(
         d.status.conditions, ROLLBACK_PROGRESSING, status, reason, message[:1024], d.now

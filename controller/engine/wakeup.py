@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.context import ACTIVE_PHASES
+from controller.engine.watching import watching
 
 POLLED_PHASES = ("Waiting", "Blocked", "Progressing", "Promoting")
 
@@ -37,10 +38,10 @@ def next_wakeup(
     """The earliest moment at which deciding again could give a different answer."""
     deadlines = [now + (poll if _polled(spec, status) else resync)]
     active = status.phase in ACTIVE_PHASES
-    watching = status.post_promotion is not None and status.post_promotion.state == "Watching"
-    if status.next_analysis_at is not None and (active or watching):
+    watched = watching(status)
+    if status.next_analysis_at is not None and (active or watched):
         deadlines.append(status.next_analysis_at)
-    if watching and status.post_promotion is not None:
+    if watched and status.post_promotion is not None:
         deadlines.append(status.post_promotion.until)
     if active and status.canary_unready_since is not None:
         deadlines.append(status.canary_unready_since + spec.health_check.ready_length())
@@ -51,8 +52,8 @@ def next_wakeup(
 
 
 def _polled(spec: CanaryReleaseSpec, status: CanaryReleaseStatus) -> bool:
-    if status.phase in POLLED_PHASES:
-        return True
+    if status.phase in POLLED_PHASES or status.promotion_started_at is not None:
+        return True  # the latter: stable rolls back, and a stall shows no event of its own
     routed = spec.traffic_routing is not None and status.phase in ACTIVE_PHASES
     hooks = status.gates.hooks if status.gates is not None else []
     return routed or any(run.finished_at is None for run in hooks)

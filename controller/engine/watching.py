@@ -27,6 +27,7 @@ from controller.api.status import (
 from controller.engine.context import Decision
 from controller.engine.health import pod_trouble
 from controller.engine.observations import Measurement
+from controller.engine.rollout import save_strategy
 
 BREACH = "PostPromotionBreach"
 
@@ -70,7 +71,9 @@ def judge_after_promotion(d: Decision) -> str | None:
     if unhealthy is not None:
         return f"after promotion, {unhealthy[1]}"
     measurements = d.observed.post_promotion
-    if measurements is not None:
+    if not spec.metrics:  # none to measure (possibly removed mid-watch): only the end is due
+        status.next_analysis_at = None
+    elif measurements is not None:
         by_name = {m.metric: m for m in measurements}
         results = [_judge(metric, by_name.get(metric.name), d.now) for metric in spec.metrics]
         watch.metrics = results
@@ -119,7 +122,7 @@ def _judge(metric: Metric, measured: Measurement | None, now: datetime) -> Metri
 
 def roll_back_promotion(d: Decision, message: str) -> bool:
     """Put the previous image back on stable; False when there is none to go back to."""
-    status, target = d.status, d.target
+    status = d.status
     watch = status.post_promotion
     previous, promoted = status.previous_stable_image, status.stable_tag
     if previous is None or watch is None:
@@ -129,12 +132,9 @@ def roll_back_promotion(d: Decision, message: str) -> bool:
         return False
     # settle() acts while a strategy is saved; it rolls the image with maxUnavailable 0,
     # then restores this strategy ({} for a Recreate Deployment: nothing to restore).
+    save_strategy(d)
     if status.saved_strategy is None:
-        status.saved_strategy = (
-            {"maxUnavailable": target.max_unavailable, "maxSurge": target.max_surge or "25%"}
-            if target.max_unavailable is not None
-            else {}
-        )
+        status.saved_strategy = {}
     if promoted is not None:
         entry = HistoryEntry(
             tag=promoted,

@@ -34,6 +34,7 @@ from controller.engine.observations import (
     Observed,
     PodHealth,
 )
+from controller.engine.watching import watching
 from controller.runtime.measuring import measure
 
 
@@ -185,7 +186,10 @@ class SimulatedWorld:
             canary_pods=PodHealth(crash_looping=("app-canary-0",) if self.crash_looping else ()),
             measurements=measurements,
             command=self.command,
-            stable_pods=PodHealth(crash_looping=self._crashing_stable(now)),
+            # read only while watched, as the runtime does (reconcile.py)
+            stable_pods=PodHealth(crash_looping=self._crashing_stable(now))
+            if watching(self.status)
+            else PodHealth(),
         )
 
     def _crashing_stable(self, now: datetime) -> tuple[str, ...]:

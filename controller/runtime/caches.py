@@ -188,10 +188,10 @@ class CachedCluster(KubernetesCluster):
         found = _values(self.autoscalers, (namespace, deployment))
         return str(min(found)) if found else None
 
-    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+    def read_pods(self, namespace: str, release: str, track: str, image: str) -> PodHealth:
         if not self.synced:
-            return super().read_pods(namespace, release, track)
-        return pod_health(_values(self.pods, (namespace, release, track)))
+            return super().read_pods(namespace, release, track, image)
+        return pod_health(_values(self.pods, (namespace, release, track)), image)
 
     def write_status(
         self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus

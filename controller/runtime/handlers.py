@@ -23,6 +23,7 @@ from controller.adapters import ratelimit
 from controller.adapters.kubernetes import (
     RELEASE_LABEL,
     TRACK_LABEL,
+    PodRecord,
     autoscaled_deployment,
     pod_record,
 )
@@ -30,9 +31,7 @@ from controller.adapters.kubernetes_gates import KubernetesGateObjects
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
 from controller.api.spec import GROUP, PLURAL, VERSION
-from controller.api.status import CanaryReleaseStatus
 from controller.engine.wakeup import next_wakeup
-from controller.engine.watching import watching
 from controller.runtime import metrics, settings
 from controller.runtime.caches import (
     CachedCluster,
@@ -170,10 +169,12 @@ def deployment_index(
 
 @kopf.index("v1", "pods", labels=_TRACK_PODS)
 def pod_index(
-    namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
-) -> dict[tuple[str, str, str], tuple[str, int, bool]]:
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str, str], PodRecord]:
+    """A pod that stops serving leaves the index ({} purges what it held)."""
+    record = pod_record(body)
     key = (namespace or "", labels[RELEASE_LABEL], labels[TRACK_LABEL])
-    return {key: pod_record(name, status)}
+    return {key: record} if record is not None else {}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
@@ -220,11 +221,11 @@ async def autoscaler_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -
 
 
 def _watching(body: dict[str, Any] | None) -> bool:
-    """Parsing a status costs more than the phase check that rules most pod events out."""
+    """`watching()` read from the raw status: this runs for every stable pod event, and
+    most releases rest Succeeded, where parsing each status would cost more."""
     status = (body or {}).get("status") or {}
-    if status.get("phase") != "Succeeded":
-        return False
-    return watching(CanaryReleaseStatus.model_validate(status))
+    watch = status.get("postPromotion") or {}
+    return status.get("phase") == "Succeeded" and watch.get("state") == "Watching"
 
 
 @kopf.on.event("v1", "pods", labels=_TRACK_PODS)

@@ -99,9 +99,12 @@ def reconcile(
     except LookupError as exc:
         new_status, actions = reject_spec(status, str(exc), generation, now)
         return _commit(cluster, release, None, status, new_status, actions)
-    pods = cluster.read_pods(namespace, name, "canary") if canary is not None else PodHealth()
-    watched = watching(status) and target is not None
-    stable_pods = cluster.read_pods(namespace, name, "stable") if watched else PodHealth()
+    pods = PodHealth()
+    if canary is not None:
+        pods = cluster.read_pods(namespace, name, "canary", canary.image)
+    stable_pods = PodHealth()
+    if target is not None and watching(status):
+        stable_pods = cluster.read_pods(namespace, name, "stable", target.image)
     command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
     # A human's command or a spec change is answered at once: an analysis that
     # happens to be due waits for the next pass (about a second later), so an

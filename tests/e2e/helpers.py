@@ -143,6 +143,13 @@ class Releases:
     def status(self, name: str) -> dict[str, Any]:
         return self.get(name).get("status") or {}
 
+    def condition(
+        self, name: str, type_: str, *, reason: str | None = None
+    ) -> dict[str, Any] | None:
+        """`name`'s condition of `type_` (with that `reason`, if given), or None."""
+        found = [c for c in self.status(name).get("conditions") or [] if c["type"] == type_]
+        return next((c for c in found if reason is None or c["reason"] == reason), None)
+
     def patch(self, name: str, body: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name, body

@@ -75,11 +75,6 @@ def _image_of(releases: Releases, name: str) -> str:
     return next(c.image for c in dep.spec.template.spec.containers if c.name == "app")
 
 
-def _condition(releases: Releases, type_: str, reason: str) -> dict[str, Any] | None:
-    conditions = releases.status("payments").get("conditions", [])
-    return next((c for c in conditions if c["type"] == type_ and c["reason"] == reason), None)
-
-
 def test_audit_log_anomaly_in_the_canary_window_rolls_back_naming_the_action(
     releases: Releases,
     namespace: str,
@@ -145,7 +140,7 @@ def test_audit_database_down_holds_without_rolling_back_then_carries_on(
     releases.set_tag("payments", "v2")
 
     cond = wait_for(
-        lambda: _condition(releases, "AuditLogAvailable", "AuditLogUnreachable"),
+        lambda: releases.condition("payments", "AuditLogAvailable", reason="AuditLogUnreachable"),
         90,
         "AuditLogUnreachable condition",
     )
@@ -156,7 +151,7 @@ def test_audit_database_down_holds_without_rolling_back_then_carries_on(
     assert held["auditLog"]["verdict"] == "inconclusive"
     assert _image_of(releases, "payments") == IMAGE.format("v1")
     assert releases.deployment("payments-canary") is not None
-    assert "AuditLogUnreachable" in releases.event_reasons("payments")
+    releases.wait_events("payments", "AuditLogUnreachable")
 
     fixed = {"dsn": base64.b64encode(database.encode()).decode()}
     releases.core.patch_namespaced_secret("audit-db", namespace, {"data": fixed})

@@ -79,5 +79,5 @@ def test_a_canary_beside_an_hpa_never_resizes_stable_and_follows_its_count(
     assert promoted.spec.replicas == 6
     # Only the HPA ever changed stable's size: 4, then 6, never the canary's share.
     assert set(stable.samples) <= {4, 6} and stable.samples[0] == 4, sorted(set(stable.samples))
-    assert "Autoscaled" in releases.event_reasons("payments")
+    releases.wait_events("payments", "Autoscaled")
     wait_for(lambda: releases.deployment("payments-canary") is None, timeout=60, what="cleanup")

@@ -162,14 +162,8 @@ def test_prometheus_down_holds_then_carries_on(
         releases.set_tag("payments", "v2")
 
         def unreachable_condition() -> dict[str, str] | None:
-            conditions = releases.status("payments").get("conditions", [])
-            return next(
-                (
-                    c
-                    for c in conditions
-                    if c["type"] == "AnalysisAvailable" and c["reason"] == "PrometheusUnreachable"
-                ),
-                None,
+            return releases.condition(
+                "payments", "AnalysisAvailable", reason="PrometheusUnreachable"
             )
 
         cond = wait_for(unreachable_condition, 60, "PrometheusUnreachable condition")
@@ -178,7 +172,7 @@ def test_prometheus_down_holds_then_carries_on(
         held = releases.status("payments")
         assert held["phase"] == "Paused" and held["reason"] == "AwaitingAnalysis"
         assert _image_of(releases, "payments") == IMAGE.format("v1")
-        assert "PrometheusUnreachable" in releases.event_reasons("payments")
+        releases.wait_events("payments", "PrometheusUnreachable")
 
         own = PrometheusServer.start(tmp_path / "prom", port=port)
         done = releases.wait_phase("payments", "Succeeded", timeout=90)
@@ -343,10 +337,6 @@ def _no_room(releases: Releases) -> Iterator[None]:
         cordon(False)
 
 
-def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
-
-
 def test_a_rollback_that_cannot_roll_out_is_reported_until_it_does(
     releases: Releases, namespace: str, controller: ControllerFactory
 ) -> None:
@@ -360,7 +350,7 @@ def test_a_rollback_that_cannot_roll_out_is_reported_until_it_does(
         assert status["reason"] == "PostPromotionBreach"
 
         def stalled() -> dict[str, Any] | None:
-            found = _condition(releases.status("payments"), "RollbackProgressing")
+            found = releases.condition("payments", "RollbackProgressing")
             return found if found and found["status"] == "False" else None
 
         condition = wait_for(stalled, 90, "RollbackProgressing=False")
@@ -371,7 +361,7 @@ def test_a_rollback_that_cannot_roll_out_is_reported_until_it_does(
         assert releases.status("payments")["phase"] == "RolledBack"
 
     def completed() -> dict[str, Any] | None:
-        found = _condition(releases.status("payments"), "RollbackProgressing")
+        found = releases.condition("payments", "RollbackProgressing")
         return found if found and found["reason"] == "Completed" else None
 
     done = wait_for(completed, 120, "RollbackProgressing=True/Completed")

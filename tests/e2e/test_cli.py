@@ -141,7 +141,7 @@ def test_status_list_promote_history_and_quick_rollback(
     ]
     code, _, err = cli("rollback", "payments")
     assert code == 1 and "no previous stable tag" in err
-    assert "RollingBack" in releases.event_reasons("payments")
+    releases.wait_events("payments", "RollingBack")
 
 
 def test_pause_resume_abort_and_retry(

@@ -109,7 +109,7 @@ def test_missing_secret_key_blocks_the_release_and_creating_it_unblocks(
     assert releases.deployment(f"{APP}-canary") is None
     condition = next(c for c in blocked["conditions"] if c["type"] == "GatesPassed")
     assert condition["status"] == "False"
-    assert "ReleaseBlocked" in releases.event_reasons(APP)
+    releases.wait_events(APP, "ReleaseBlocked")
 
     _patch_secret(releases, "app-secrets", {"DATABASE_URL": "postgresql://db.prod/app"})
     done = releases.wait_phase(APP, "Succeeded", timeout=120)
@@ -162,7 +162,7 @@ def test_failed_pre_rollout_job_blocks_the_release(
     blocked = _wait_reason(releases, "Blocked", "PreRolloutHookFailed", timeout=90)
     assert f"Job {run['job']} failed" in blocked["message"]
     assert releases.deployment(f"{APP}-canary") is None
-    assert "HookFailed" in releases.event_reasons(APP)
+    releases.wait_events(APP, "HookFailed")
 
     # Fix the hook, delete the failed Job: the controller runs it again and starts.
     releases.patch(APP, {"spec": {"hooks": _hook(None)}})

@@ -153,7 +153,8 @@ def test_standby_takes_over_a_killed_leader_and_finishes_the_release(
     left_pause = dict(steps)[next(m for m, _ in steps if m.startswith("step 3/5"))]
     held = (left_pause - datetime.fromisoformat(pause_started)).total_seconds()
     assert held >= 20 - 1, f"the 20s pause was cut short: {held}s"  # events have 1s resolution
-    reasons = releases.event_reasons("payments")
+    # an Event follows the status write that caused it: wait for the last one
+    reasons = releases.wait_events("payments", "ReleaseStarted", "Promoting", "Promoted")
     for once in ("ReleaseStarted", "Promoting", "Promoted"):
         assert reasons.count(once) == 1, (once, reasons)
     assert _sample(standby, "canary_promotions_total", namespace=namespace, release="payments") == 1

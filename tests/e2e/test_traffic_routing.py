@@ -368,8 +368,7 @@ def releases_canary_exists(objects: Cluster) -> bool:
 
 
 def _routed_condition(releases: Releases) -> dict[str, Any] | None:
-    conditions = releases.status("payments").get("conditions") or []
-    return next((c for c in conditions if c["type"] == "TrafficRouted"), None)
+    return releases.condition("payments", "TrafficRouted")
 
 
 def test_gateway_api_a_step_waits_for_the_gateway_and_the_canary_for_its_reset(

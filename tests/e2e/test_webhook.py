@@ -232,7 +232,7 @@ def test_the_controller_serves_the_webhook_and_starts_the_canary(
     assert code == 200, text
     status = releases.wait_phase("payments", "Succeeded", timeout=90)
     assert status["stableTag"] == "v1.3.0" and status["previousStableTag"] == "v1.2.0"
-    assert "ReleaseStarted" in releases.event_reasons("payments")
+    releases.wait_events("payments", "ReleaseStarted")
 
 
 def test_a_patch_based_on_a_stale_read_is_refused(

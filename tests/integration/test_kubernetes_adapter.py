@@ -115,21 +115,47 @@ def test_a_promotion_labels_stable_pods_so_each_track_reads_its_own_health(
     obj = adapter.read_release(namespace, "payments")
     assert obj is not None
     spec = CanaryReleaseSpec.model_validate(obj["spec"])
-    assert adapter.read_pods(namespace, "payments", "stable") == PodHealth()  # not labelled yet
+    good = f"{BEHAVIOR_IMAGE}:v1"
+    assert adapter.read_pods(namespace, "payments", "stable", good) == PodHealth()  # unlabelled
     adapter.apply(obj, spec, ScaleCanary(image, 1))
     adapter.apply(obj, spec, UpdateStable(image, 2, "0", "1"))
     labels = releases.deployment("payments").spec.template.metadata.labels  # type: ignore[union-attr]
     assert labels["canary.dev/track"] == "stable" and labels["canary.dev/release"] == "payments"
 
     def crash_looping() -> PodHealth | None:
-        health = adapter.read_pods(namespace, "payments", "stable")
+        health = adapter.read_pods(namespace, "payments", "stable", image)
         return health if len(health.crash_looping) == 2 else None
 
     health = wait_for(crash_looping, 90, "both promoted pods in CrashLoopBackOff")
     assert all(name.startswith("payments-") for name in health.crash_looping)
     assert health.max_restarts >= 1
-    # the canary runs the same image, and is older than the stable pods: still healthy
-    assert adapter.read_pods(namespace, "payments", "canary") == PodHealth()
+    # the canary runs the same image, but kwok crashes it only under the stable label
+    assert adapter.read_pods(namespace, "payments", "canary", image) == PodHealth()
+
+    # the next promotion finds the labels in place: the patch replaces them
+    adapter.apply(obj, spec, UpdateStable(good, 2, "0", "1"))
+
+    def rolled() -> bool:
+        dep = releases.deployment("payments")
+        done = dep and dep.status and (dep.status.updated_replicas or 0) == 2
+        return bool(
+            done
+            and (dep.status.available_replicas or 0) == 2
+            and not dep.status.unavailable_replicas
+        )
+
+    wait_for(rolled, 90, "the good image on both replicas")
+    # what crashed before is gone or going, and says nothing about what runs now
+    wait_for(
+        lambda: adapter.read_pods(namespace, "payments", "stable", image) == PodHealth(),
+        60,
+        "the crashed pods no longer counted",
+    )
+    assert adapter.read_pods(namespace, "payments", "stable", good) == PodHealth()
+    selector = "canary.dev/release=payments,canary.dev/track=stable"
+    labelled = releases.core.list_namespaced_pod(namespace, label_selector=selector).items
+    serving = [p for p in labelled if not p.metadata.deletion_timestamp]
+    assert [p.spec.containers[0].image for p in serving] == [good, good]
 
 
 def test_missing_container_is_a_clear_error(

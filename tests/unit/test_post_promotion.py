@@ -171,29 +171,28 @@ def test_promoted_pods_that_crash_loop_roll_stable_back_before_any_metric_moves(
         ("v2", "Succeeded"),
         ("v2", "RolledBack"),
     ]
-    # the metrics were all within bounds: the pods alone decided
+    # the pods alone decided, before the first measurement was due (interval 1m)
     watch = status.post_promotion
-    assert watch is not None and all(m.verdict == "pass" for m in watch.metrics)
+    assert watch is not None and watch.metrics == []
     promoted, rolled_back = (h.finished_at for h in status.history)
     assert promoted is not None and rolled_back is not None
-    assert rolled_back - promoted <= timedelta(seconds=30)  # the next look, not the next interval
+    # the pass after the promotion, as stable's pods are read only once watched
+    assert timedelta(0) < rolled_back - promoted <= timedelta(seconds=30)
 
 
 def test_a_watch_without_metrics_holds_stable_to_pod_health_alone() -> None:
-    def unasked(promql: str, at: datetime) -> float | None:
-        raise AssertionError(f"a watch without metrics queried {promql}")
-
     watch = {"duration": "1h"}
     quiet = _world(after_breach=None, watch=watch)
-    quiet.after = unasked
     quiet.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     assert quiet.status.phase == "Succeeded" and quiet.stable.image == V2
     assert quiet.status.post_promotion is not None
     assert quiet.status.post_promotion.state == "Passed"
     assert _event_reasons(quiet).count("WatchPassed") == 1
+    # nothing to measure: no analysis falls due, so the runtime sleeps until the end
+    watched = [s for _, s, *_ in quiet.log if s.post_promotion is not None]
+    assert watched and all(s.next_analysis_at is None for s in watched)
 
     crashing = _crashing_world(watch)
-    crashing.after = unasked
     crashing.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     assert crashing.status.phase == "RolledBack" and crashing.stable.image == V1
 
@@ -224,3 +223,18 @@ def test_stable_pods_past_the_restart_limit_are_a_breach_after_promotion() -> No
     assert new.phase == "RolledBack" and new.reason == "PostPromotionBreach"
     assert f"a stable container restarted {limit} times (limit {limit})" in (new.message or "")
     assert [a.image for a in actions if isinstance(a, UpdateStable)] == [V1]
+
+
+def test_metrics_removed_mid_watch_leave_no_analysis_due() -> None:
+    """Otherwise the overdue analysis time would wake the release on every pass."""
+    world = _world(after_breach=None)
+    world.run(until=timedelta(minutes=30), every=timedelta(seconds=30))
+    assert world.status.post_promotion is not None and world.status.next_analysis_at is not None
+    watch = world.spec.post_promotion
+    assert watch is not None
+    world.spec = world.spec.model_copy(
+        update={"post_promotion": watch.model_copy(update={"metrics": []})}
+    )
+    world.start = T0 + timedelta(minutes=30)
+    world.run(until=timedelta(seconds=30), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.next_analysis_at is None

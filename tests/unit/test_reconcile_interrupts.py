@@ -75,7 +75,7 @@ class Cluster:
         tag, replicas = ("v2", 2) if name.endswith("-canary") else ("v1", 4)
         return DeploymentView(name, replicas, IMAGE.format(tag), replicas, replicas, replicas)
 
-    def read_pods(self, namespace: str, release: str, track: str) -> PodHealth:
+    def read_pods(self, namespace: str, release: str, track: str, image: str) -> PodHealth:
         return PodHealth()
 
     def read_autoscaler(self, namespace: str, deployment: str) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from controller.api.spec import HealthCheck
 from controller.api.status import Condition
-from controller.engine.actions import RecordEvent
+from controller.engine.actions import DeleteCanary, RecordEvent
+from controller.engine.conditions import condition_status, find_condition
 from controller.engine.stalls import ROLLBACK_PROGRESSING
 from tests.unit.auditworld import AuditWorld, spec_with
 from tests.unit.world import OldTimeoutWorld, World, breaking_at, healthy, make_spec
@@ -18,7 +20,7 @@ V1 = "registry.example.com/app:v1"
 
 
 def _condition(world: World) -> Condition | None:
-    return next((c for c in world.status.conditions if c.type == ROLLBACK_PROGRESSING), None)
+    return find_condition(world.status.conditions, ROLLBACK_PROGRESSING)
 
 
 def _events(world: World, reason: str) -> list[RecordEvent]:
@@ -70,7 +72,11 @@ def test_a_rollback_after_promotion_that_stalls_is_reported_until_it_moves_again
     assert "progressDeadlineSeconds (600s)" in stalled.message
     # reported once a whole deadline after the rollback began, and only once
     rolled_back = next(t for t, s, *_ in world.log if s.phase == "RolledBack")
-    first = next(t for t, s, *_ in world.log if _flag(s.conditions) == "False")
+    first = next(
+        t
+        for t, s, *_ in world.log
+        if condition_status(s.conditions, ROLLBACK_PROGRESSING) == "False"
+    )
     assert timedelta(minutes=10) <= first - rolled_back <= timedelta(minutes=11)
     assert len(_events(world, "RollbackStalled")) == 1
     # the phase still says why it rolled back
@@ -83,11 +89,6 @@ def test_a_rollback_after_promotion_that_stalls_is_reported_until_it_moves_again
     assert done is not None and (done.status, done.reason) == ("True", "Completed")
     assert world.stable.done(world.log[-1][0]) and world.status.promotion_started_at is None
     assert len(_events(world, "RollbackStalled")) == 1
-
-
-def _flag(conditions: list[Condition]) -> str | None:
-    found = next((c for c in conditions if c.type == ROLLBACK_PROGRESSING), None)
-    return found.status if found is not None else None
 
 
 def test_a_quick_rollback_that_stalls_is_reported_and_keeps_trying() -> None:
@@ -129,11 +130,20 @@ def test_a_canary_rollback_does_not_blame_stable_for_a_timeout_of_its_own() -> N
     """Only the canary goes when it breaches: stable was never touched, so an old
     timeout on stable's Deployment is not this rollback's."""
 
+    patient = HealthCheck(ready_deadline="30m")
     world = OldTimeoutWorld(
-        spec=make_spec(steps=STEPS), metric=breaking_at(T0 + timedelta(minutes=5)), start=T0
+        spec=make_spec(steps=STEPS).model_copy(update={"health_check": patient}),
+        metric=breaking_at(T0 + timedelta(minutes=20)),
+        start=T0,
+        ready_delay=timedelta(minutes=15),  # stable's way back to full size outlasts a deadline
     )
     world.run(until=timedelta(hours=1), every=EVERY)
-    assert world.status.phase == "RolledBack"
+    assert (world.status.phase, world.status.reason) == ("RolledBack", "MetricBreach")
+    rolled_back = next(t for t, s, *_ in world.log if s.phase == "RolledBack")
+    cleaned = next(
+        t for t, _, acts, _ in world.log if any(isinstance(a, DeleteCanary) for a in acts)
+    )
+    assert cleaned - rolled_back > timedelta(minutes=10)
     assert _condition(world) is None and world.status.promotion_started_at is None
 
 
@@ -156,4 +166,25 @@ def test_a_promotion_cut_short_whose_way_back_stalls_is_reported() -> None:
     assert world.stable.image == V1
     stalled = _condition(world)
     assert stalled is not None and stalled.status == "False"
+    assert len(_events(world, "RollbackStalled")) == 1
+
+
+def test_a_new_release_ends_the_report_of_a_rollback_still_stalled() -> None:
+    world = _watched_world_whose_v1_no_longer_starts()
+    world.run(until=timedelta(hours=1), every=EVERY)
+    stalled = _condition(world)
+    assert stalled is not None and stalled.status == "False"
+    # the fix ships as v3 instead (the nodes still have no room for v1)
+    world.spec = world.spec.model_copy(
+        update={"release": world.spec.release.model_copy(update={"tag": "v3"})}
+    )
+    world.crashes_as_stable = None
+    _continue(world, timedelta(hours=1), timedelta(seconds=30))
+    superseded = _condition(world)
+    assert superseded is not None and (superseded.status, superseded.reason) == (
+        "True",
+        "Superseded",
+    )
+    assert "the release of v3 started" in superseded.message
+    assert world.status.promotion_started_at is None
     assert len(_events(world, "RollbackStalled")) == 1

@@ -134,3 +134,10 @@ def test_deciding_only_when_woken_takes_the_same_actions(plan: dict[str, object]
     assert lean.status.phase == full.status.phase
     assert lean.status.stable_tag == full.status.stable_tag
     assert decisions <= ticks
+
+
+def test_a_rollback_of_stable_is_polled_so_its_stall_is_seen_without_an_event() -> None:
+    rolling_back = CanaryReleaseStatus(phase="RolledBack", promotion_started_at=T0)
+    assert wake(rolling_back) == T0 + POLL
+    settled = CanaryReleaseStatus(phase="RolledBack")
+    assert wake(settled) == T0 + RESYNC
