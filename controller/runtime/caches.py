@@ -1,8 +1,9 @@
 """What the controller knows from its watches, so a reconcile reads memory, not the apiserver.
 
-Three watches feed it, all run by kopf: CanaryReleases (kept here whole,
-because a reconcile decides on them), Deployments and canary pods (kept as
-kopf indices, trimmed to the fields the engine reads). kopf holds every
+Four watches feed it, all run by kopf: CanaryReleases (kept here whole,
+because a reconcile decides on them), Deployments, HorizontalPodAutoscalers
+and the pods of a release's tracks (kept as kopf indices, trimmed to the
+fields the engine reads). kopf holds every
 other handler back until the indices have their initial listing, so a
 reconcile never mistakes "not listed yet" for "does not exist".
 
