@@ -25,6 +25,7 @@ _KINDS: dict[str, NotificationKind] = {
     "RollingBack": "rollback",
     "RolledBack": "rollback",
     "Aborted": "rollback",
+    "RollbackStalled": "rollback",
     "ReleaseBlocked": "gate",
     "ReleaseWaiting": "gate",
     "PromotionWaiting": "gate",

@@ -25,6 +25,7 @@ RELEASE = {"metadata": {"namespace": "shop", "name": "payments"}}
         ("RolledBack", "Warning", "rollback"),
         ("Aborted", "Warning", "rollback"),
         ("RollingBack", "Warning", "rollback"),
+        ("RollbackStalled", "Warning", "rollback"),
         ("Superseded", "Warning", "rollback"),
         ("ReleaseBlocked", "Warning", "gate"),
         ("Frozen", "Warning", "gate"),
