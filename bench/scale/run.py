@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -631,6 +633,13 @@ def main() -> int:
                 if args.profile and profile.exists():
                     target = args.out.parent / f"scale-profile-{n}.txt"
                     target.write_text(top_functions(profile.read_text()))
+        except BaseException:
+            # The controller's log is the only record of why a wait timed out: keep it.
+            kept = Path(tempfile.mkdtemp(prefix="canary-bench-failed-"))
+            for log in work.glob("*.log"):
+                shutil.copy(log, kept / log.name)
+            print(f"controller logs kept in {kept}", file=sys.stderr, flush=True)
+            raise
         finally:
             prometheus.stop()
             traffic.stop()
