@@ -10,8 +10,9 @@ a promotion, a quick rollback, or a rollback after one): any progress since
 would have cleared it.
 
 A stalled promotion is rolled back (decide.py). A stalled rollback has
-nothing left to go back to: the pods it replaces keep serving (maxUnavailable
-0), and a human has to make room or fix the image. It is reported loudly, as
+nothing left to go back to: the pods it would replace stay (maxUnavailable
+0), serving or, if they crash-loop, not, and a human has to make room or
+fix the image. It is reported loudly, as
 condition `RollbackProgressing=False` (the chart alerts on it) and an Event,
 and cleared when the rollout moves again.
 """
@@ -47,7 +48,7 @@ def watch_rollback(d: Decision, image: str) -> None:
     if stall is not None:
         message = (
             f"rolling stable back to {image} on all {d.total_replicas} replicas {stall}; "
-            "the pods it replaces still serve"
+            "the pods it would replace stay meanwhile"
         )
         if current is None or current.status != "False":
             d.event("RollbackStalled", message, warning=True)
