@@ -115,6 +115,9 @@ class SimDeployment:
             max_unavailable=self.max_unavailable,
             max_surge=self.max_surge,
             stalled=self._stalled(now),
+            # every pod, old and new, as the Deployment's status.replicas counts them:
+            # a rollout with old pods left is not done, however many are Ready
+            status_replicas=len(self.pods),
             progress_deadline_s=int(self.progress_deadline.total_seconds())
             if self.progress_deadline is not None
             else KUBERNETES_PROGRESS_DEADLINE_S,
