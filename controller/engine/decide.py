@@ -35,7 +35,12 @@ from controller.engine.quick_rollback import (
     start_quick_rollback,
 )
 from controller.engine.replicas import weight_at
-from controller.engine.rollout import drive_promotion, reconcile_weight, save_strategy, settle
+from controller.engine.rollout import (
+    drive_promotion,
+    reconcile_weight,
+    settle,
+    start_stable_rollout,
+)
 from controller.engine.routing import canary_goal, record_route
 from controller.engine.stalls import rollback_superseded, stalled_rollout, watch_rollback
 from controller.engine.summary import describe_step, summarize
@@ -287,8 +292,7 @@ def _start_promotion(d: Decision, *, forced: bool) -> None:
     if not forced and promotion_held(d):
         return  # the promote window is closed; rollbacks are never held
     status.phase, status.reason = "Promoting", None
-    status.promotion_started_at = d.now
-    save_strategy(d)
+    start_stable_rollout(d)
     how = "by a human, skipping analysis" if forced else "analysis passed"
     if choice == "promote":
         how = "analysis inconclusive at the end of the last step; onInconclusive: promote"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from controller.api.status import MAX_HISTORY, HistoryEntry
 from controller.engine.context import Decision
-from controller.engine.rollout import save_strategy
+from controller.engine.rollout import start_stable_rollout
 
 QUICK_ROLLBACK = "RollbackRequested"
 
@@ -45,9 +45,9 @@ def start_quick_rollback(d: Decision, command: str) -> None:
     assert previous is not None
     if d.observed.canary is None and status.saved_strategy is None:
         status.target_replicas = target.replicas
-    save_strategy(d)
+    start_stable_rollout(d)
     status.phase, status.reason, status.canary_tag = "Promoting", QUICK_ROLLBACK, previous
-    status.release_started_at = status.step_started_at = status.promotion_started_at = d.now
+    status.release_started_at = status.step_started_at = d.now
     status.current_step_index, status.canary_weight = None, 0
     status.next_analysis_at, status.paused_at, status.canary_unready_since = None, None, None
     status.prometheus_unreachable_since = None

@@ -39,13 +39,16 @@ def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
     return canary_ready and target.replicas == stable_goal and target.ready_replicas >= stable_goal
 
 
-def save_strategy(d: Decision) -> None:
-    """Remember stable's rolling-update bounds before a rollout that sets maxUnavailable 0.
+def start_stable_rollout(d: Decision) -> None:
+    """Stable is about to roll to another image with maxUnavailable 0.
 
-    `settle` restores them, and acts while they are saved. A Recreate Deployment
-    has none to save.
+    A promotion, a quick rollback and a rollback after promotion all do: each
+    remembers stable's rolling-update bounds, which `settle` restores (and acts
+    while they are saved; a Recreate Deployment has none), and when the rollout
+    began, from which a stall is timed (stalls.py).
     """
     status, target = d.status, d.target
+    status.promotion_started_at = d.now
     if status.saved_strategy is None and target.max_unavailable is not None:
         status.saved_strategy = {
             "maxUnavailable": target.max_unavailable,

@@ -27,7 +27,7 @@ from controller.api.status import (
 from controller.engine.context import Decision
 from controller.engine.health import pod_trouble
 from controller.engine.observations import Measurement
-from controller.engine.rollout import save_strategy
+from controller.engine.rollout import start_stable_rollout
 
 BREACH = "PostPromotionBreach"
 
@@ -132,7 +132,7 @@ def roll_back_promotion(d: Decision, message: str) -> bool:
         return False
     # settle() acts while a strategy is saved; it rolls the image with maxUnavailable 0,
     # then restores this strategy ({} for a Recreate Deployment: nothing to restore).
-    save_strategy(d)
+    start_stable_rollout(d)
     if status.saved_strategy is None:
         status.saved_strategy = {}
     if promoted is not None:
@@ -155,5 +155,5 @@ def roll_back_promotion(d: Decision, message: str) -> bool:
     status.stable_tag, status.stable_image = status.previous_stable_tag, previous
     status.previous_stable_tag = status.previous_stable_image = None
     status.phase, status.reason, status.message = "RolledBack", BREACH, message
-    status.next_analysis_at, status.promotion_started_at = None, d.now
+    status.next_analysis_at = None
     return True
