@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import watch
 
+from controller.api.spec import GROUP, VERSION
 from devenv.cluster import LocalCluster, resolve_bin_dir
 
 
@@ -43,6 +44,23 @@ class WatchThread(threading.Thread):
                         return
             except Exception:  # a dropped watch: list again
                 time.sleep(1)
+
+
+def canary_release(
+    name: str, image: str, steps: list[dict[str, Any]], **spec: Any
+) -> dict[str, Any]:
+    """A CanaryRelease at tag v1 for the Deployment of the same name; `spec` adds the rest."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CanaryRelease",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"name": name},
+            "release": {"tag": "v1", "image": image},
+            "steps": steps,
+            **spec,
+        },
+    }
 
 
 def run_on_a_cluster(measure: Callable[[LocalCluster], dict[str, Any]], results: Path) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from bench.harness import WatchThread, run_on_a_cluster
+from bench.harness import WatchThread, canary_release, run_on_a_cluster
 from bench.scale.run import StatusWatcher, deployment, percentile, wait
 from controller.adapters.kubernetes import TRACK_LABEL
 from controller.api.durations import parse_duration
@@ -90,18 +90,10 @@ def release(name: str, ready_deadline: str, behaviour: str) -> dict[str, Any]:
     watch = None
     if behaviour == "crash-as-stable":  # passes its canary quickly, then is watched
         steps, watch = [{"setWeight": 25}, {"pause": {"duration": "5s"}}], {"duration": "10m"}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CanaryRelease",
-        "metadata": {"name": name},
-        "spec": {
-            "targetRef": {"name": name},
-            "release": {"tag": "v1", "image": f"{BEHAVIOR_IMAGE}:{{tag}}"},
-            "steps": steps,
-            "healthCheck": {"readyDeadline": ready_deadline},
-            **({"postPromotion": watch} if watch else {}),
-        },
-    }
+    extra: dict[str, Any] = {"healthCheck": {"readyDeadline": ready_deadline}}
+    if watch:
+        extra["postPromotion"] = watch
+    return canary_release(name, f"{BEHAVIOR_IMAGE}:{{tag}}", steps, **extra)
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:

@@ -42,7 +42,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from bench.harness import WatchThread
+from bench.harness import WatchThread, canary_release
 from bench.scale.faults import FaultyPrometheus
 from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.cluster import LocalCluster, resolve_bin_dir
@@ -160,22 +160,14 @@ def deployment(name: str, replicas: int = 3, image: str | None = None) -> dict[s
 
 
 def release(name: str, prometheus_url: str, pause: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CanaryRelease",
-        "metadata": {"name": name},
-        "spec": {
-            "targetRef": {"name": name},
-            "release": {"tag": "v1", "image": f"r.example.com/{name}:{{tag}}"},
-            "steps": [{"setWeight": 34}, {"pause": {"duration": pause}}, {"setWeight": 100}],
-            "analysis": {
-                "interval": f"{INTERVAL_S}s",
-                "prometheus": {"address": prometheus_url},
-                "unreachableDeadline": "1m",
-                "metrics": [{"name": "error-rate", "query": QUERY, "threshold": {"max": 0.05}}],
-            },
-        },
+    steps = [{"setWeight": 34}, {"pause": {"duration": pause}}, {"setWeight": 100}]
+    analysis = {
+        "interval": f"{INTERVAL_S}s",
+        "prometheus": {"address": prometheus_url},
+        "unreachableDeadline": "1m",
+        "metrics": [{"name": "error-rate", "query": QUERY, "threshold": {"max": 0.05}}],
     }
+    return canary_release(name, f"r.example.com/{name}:{{tag}}", steps, analysis=analysis)
 
 
 CONTROLLER_ENV = {
