@@ -93,9 +93,9 @@ class PrometheusSource:
             result = self._query_with_retries(promql, at)
         except _TRANSIENT as exc:
             raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
-        if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-            return [({}, float(result[1]))]  # a scalar
-        return [(dict(r.get("metric", {})), float(r["value"][1])) for r in result or []]
+        if _is_scalar(result):
+            return [({}, _number(result[1]))]
+        return [(dict(r.get("metric") or {}), _number(_sample(r)[1])) for r in _series(result)]
 
     def _query_with_retries(self, promql: str, at: datetime) -> Any:
         @retry(
@@ -108,6 +108,11 @@ class PrometheusSource:
             self._limiter.acquire()
             try:
                 return self._client.custom_query(promql, params={"time": at.timestamp()})
+            except (ValueError, KeyError, TypeError) as exc:  # 200, but not the query API's JSON
+                raise QueryRejected(
+                    f"{self.address} answered 200 with something other than the Prometheus "
+                    f"query API's JSON ({_short(exc)}); is a proxy or login page at this address?"
+                ) from exc
             except PrometheusApiClientException as exc:
                 text = str(exc)
                 if "HTTP Status Code 4" in text and "Code 429" not in text:
@@ -122,17 +127,47 @@ class PrometheusSource:
 
 def _single_value(result: Any) -> float | None:
     """A query must reduce to one number per track; more series is a configuration error."""
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        return float(result[1])  # scalar result: [timestamp, "value"]
-    if not result:
+    if _is_scalar(result):
+        return _number(result[1])
+    series = _series(result)
+    if not series:
         return None
-    if len(result) > 1:
-        labels = ", ".join(str(r.get("metric", {})) for r in result[:3])
+    if len(series) > 1:
+        labels = ", ".join(str(r.get("metric", {})) for r in series[:3])
         raise QueryRejected(
-            f"query returned {len(result)} series ({labels}); wrap it in sum() or similar"
+            f"query returned {len(series)} series ({labels}); wrap it in sum() or similar"
         )
-    value = float(result[0]["value"][1])
+    value = _number(_sample(series[0])[1])
     return None if math.isnan(value) else value
+
+
+def _is_scalar(result: Any) -> bool:
+    """A scalar or string result is `[timestamp, "value"]`; a vector is a list of objects."""
+    return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
+
+
+def _series(result: Any) -> list[dict[str, Any]]:
+    if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
+        raise QueryRejected(f"unexpected query result {_short(ValueError(repr(result)))}")
+    return result
+
+
+def _sample(series: dict[str, Any]) -> list[Any]:
+    """One instant sample; a range vector (`x[5m]` alone) has `values` instead."""
+    value = series.get("value")
+    if "values" in series or not isinstance(value, list) or len(value) != 2:
+        raise QueryRejected(
+            "query returned a range vector, not an instant vector: wrap the range "
+            "selector in a function such as increase() or rate()"
+        )
+    return value
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise QueryRejected(f"query returned {text!r}, not a number") from None
 
 
 def _prometheus_error(text: str) -> str:

@@ -78,21 +78,27 @@ def measure(
         return render(query, track, counters=True)
 
     results = []
+    unreachable: str | None = None
     for metric in analysis.metrics:
         shown = render(metric.display_query(), "canary", counters=metric.sequential)
-        try:
-            if metric.query is not None:
-                values = {track: source.query(render(metric.query, track), at) for track in TRACKS}
-                results.append(Measurement(metric.name, values["canary"], values["stable"], shown))
+        if unreachable is None:
+            try:
+                if metric.query is not None:
+                    values = {t: source.query(render(metric.query, t), at) for t in TRACKS}
+                    results.append(
+                        Measurement(metric.name, values["canary"], values["stable"], shown)
+                    )
+                    continue
+                counts = {t: _counts(source, metric, render_counters, t, at) for t in TRACKS}
+            except MetricsUnreachable as exc:
+                # One Prometheus serves every metric: asking it again for each would
+                # hold this pass (and the health check after it) for every timeout.
+                unreachable = str(exc)
+            except QueryRejected as exc:
+                results.append(Measurement(metric.name, None, None, shown, str(exc)))
                 continue
-            counts = {
-                track: _counts(source, metric, render_counters, track, at) for track in TRACKS
-            }
-        except MetricsUnreachable as exc:
-            results.append(Measurement(metric.name, None, None, shown, str(exc), unreachable=True))
-            continue
-        except QueryRejected as exc:
-            results.append(Measurement(metric.name, None, None, shown, str(exc)))
+        if unreachable is not None:
+            results.append(Measurement(metric.name, None, None, shown, unreachable, True))
             continue
         results.append(
             Measurement(

@@ -25,6 +25,7 @@ def measure_after_promotion(
     assert watch is not None and started is not None
     window = max(at - started.started_at, watch.interval_length())
     results = []
+    unreachable: str | None = None
     for metric in watch.metrics:
         assert metric.query is not None, "postPromotion metrics are value queries (validated)"
         promql = render_query(
@@ -36,13 +37,16 @@ def measure_after_promotion(
             window=window,
             interval=watch.interval_length(),
         )
-        try:
-            value = source.query(promql, at)
-        except MetricsUnreachable as exc:
-            results.append(Measurement(metric.name, None, None, promql, str(exc), unreachable=True))
-            continue
-        except QueryRejected as exc:
-            results.append(Measurement(metric.name, None, None, promql, str(exc)))
+        if unreachable is None:
+            try:
+                value = source.query(promql, at)
+            except MetricsUnreachable as exc:
+                unreachable = str(exc)  # the same Prometheus serves the rest: not asked again
+            except QueryRejected as exc:
+                results.append(Measurement(metric.name, None, None, promql, str(exc)))
+                continue
+        if unreachable is not None:
+            results.append(Measurement(metric.name, None, None, promql, unreachable, True))
             continue
         results.append(Measurement(metric.name, value, None, promql))
     return tuple(results)

@@ -83,6 +83,45 @@ def test_many_series_is_a_configuration_error(history: PrometheusServer) -> None
         source.query("sum by (track) (http_requests_total)", END)
 
 
+def test_answers_that_are_not_one_instant_vector_are_rejected(history: PrometheusServer) -> None:
+    """Prometheus accepts these at /api/v1/query; a judge cannot read them as one number."""
+    source = PrometheusSource(history.url)
+    one_series = 'http_requests_total{namespace="shop",track="canary"}'
+    with pytest.raises(QueryRejected, match=r"range vector.*increase\(\)"):
+        source.query(one_series + "[5m]", END)  # a matrix: the range selector left bare
+    with pytest.raises(QueryRejected, match="range vector"):
+        source.query_vector(one_series + "[5m]", END)
+    with pytest.raises(QueryRejected, match="'hello', not a number"):
+        source.query('"hello"', END)  # a string result
+
+
+def test_a_login_page_at_the_address_is_rejected_clearly() -> None:
+    """An auth proxy in front of Prometheus answers 200 with HTML, not the query API's JSON."""
+    import http.server
+    import threading
+
+    class LoginPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LoginPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(QueryRejected, match="something other than the Prometheus query API's JSON"):
+            source.query("up", END)
+    finally:
+        server.shutdown()
+
+
 def test_unreachable_prometheus_fails_fast_and_clearly() -> None:
     source = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=1, attempts=3)
     began = time.monotonic()
