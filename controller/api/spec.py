@@ -42,10 +42,14 @@ class TargetRef(SpecModel):
     name: Name
 
 
+# What a tag may be (an image tag; the CRD enforces it too).
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"
+
+
 class Release(SpecModel):
     """What to roll out. Changing `tag` starts a new canary."""
 
-    tag: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+    tag: str | None = Field(default=None, max_length=128, pattern=TAG_PATTERN)
     image: str = Field(
         min_length=1,
         max_length=512,

@@ -19,14 +19,14 @@ from typing import Any
 from controller.adapters.kubernetes import COMMAND_ANNOTATION
 from controller.adapters.releases import Release, ReleaseChanged, ReleaseClient, command_value
 from controller.engine.context import ACTIVE_PHASES
-from controller.engine.quick_rollback import QUICK_ROLLBACK
+from controller.engine.quick_rollback import QUICK_ROLLBACK, QUICK_ROLLBACK_RUNS
 
 # verb -> the phases in which the engine acts on it (None: the paused flag decides)
 ALLOWED: dict[str, tuple[str, ...] | None] = {
     "promote": ACTIVE_PHASES,
     "promote-full": ACTIVE_PHASES,
     "abort": ACTIVE_PHASES,
-    "pause": ACTIVE_PHASES,
+    "pause": ("Progressing", "Paused"),
     "resume": None,
     "retry": ("RolledBack", "Failed"),
 }
@@ -58,6 +58,8 @@ def check_command(release: Release, verb: str) -> None:
         return
     if verb == "pause" and status.get("pausedAt"):
         raise Refused("already paused; `canaryctl resume` continues")
+    if verb in ("abort", "pause") and status.get("reason") == QUICK_ROLLBACK:
+        raise Refused(f"{verb}: {QUICK_ROLLBACK_RUNS}")
     allowed = ALLOWED[verb]
     if allowed is not None and phase not in allowed:
         hint = {

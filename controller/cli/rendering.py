@@ -177,7 +177,10 @@ def _gates(gates: View) -> list[RenderableType]:
     freeze = gates["freeze"]
     if freeze:
         body = Text(f"{freeze.get('reason')}: {freeze.get('message') or ''}\n", style="bold")
-        body.append(f"since {freeze.get('since')}; promote, abort or rollback decides")
+        body.append(
+            f"since {freeze.get('since')}; "
+            "promote-full accepts it, abort rolls back, resume goes on"
+        )
         parts.append(
             Panel(body, title="frozen", title_align="left", border_style="yellow", expand=False)
         )

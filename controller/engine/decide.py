@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from controller.api.spec import CanaryReleaseSpec
+from controller.api.spec import TAG_PATTERN, CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
 from controller.engine.actions import Action, RecordEvent
 from controller.engine.analysis import (
@@ -30,7 +30,9 @@ from controller.engine.health import pod_trouble
 from controller.engine.observations import Observed
 from controller.engine.quick_rollback import (
     QUICK_ROLLBACK,
+    QUICK_ROLLBACK_RUNS,
     finish_quick_rollback,
+    quick_rollback_image,
     quick_rollback_refusal,
     start_quick_rollback,
 )
@@ -98,10 +100,20 @@ def _stand_down(d: Decision) -> None:
 
 
 def tag_of(template: str, image: str) -> str | None:
-    """Recover the tag from an image rendered from `template` (None if it does not match)."""
+    """Recover the tag from an image rendered from `template` (None if it does not match).
+
+    A digest pinned after the tag (`app:v1@sha256:...`, as image automation
+    writes it) is not part of the tag: the tag must be one `spec.release.tag`
+    accepts, or a quick rollback to it could never be asked for.
+    """
     prefix, _, suffix = template.partition("{tag}")
     match = re.fullmatch(re.escape(prefix) + r"(.+?)" + re.escape(suffix), image)
-    return match.group(1) if match else None
+    if match is None and "@" in image and "@" not in suffix:
+        match = re.fullmatch(re.escape(prefix) + r"(.+?)" + re.escape(suffix), image.split("@")[0])
+    if match is None:
+        return None
+    tag = match.group(1).split("@")[0]
+    return tag if re.fullmatch(TAG_PATTERN, tag) else None
 
 
 def _target_missing(d: Decision) -> None:
@@ -145,8 +157,18 @@ def _handle_command(d: Decision) -> None:
     status.last_command = command
     verb = command.split()[0].lower()
     phase = status.phase
-    if verb == "promote" and d.active:
+    if verb in ("abort", "pause") and status.reason == QUICK_ROLLBACK and d.active:
+        d.event("CommandIgnored", f"{command!r}: {QUICK_ROLLBACK_RUNS}", warning=True)
+    elif verb == "pause" and phase == "Promoting":
+        d.event(
+            "CommandIgnored",
+            f"{command!r}: the promotion is rolling onto every replica and cannot be paused; "
+            "abort rolls stable back",
+            warning=True,
+        )
+    elif verb == "promote" and d.active:
         d.force_advance = True
+        status.paused_at = None  # a pause (a human's, or a freeze) ends with its step
         d.event("PromoteRequested", f"step skipped by a human ({command})")
     elif verb == "promote-full" and d.active:
         d.force_promotion = True
@@ -198,13 +220,20 @@ def _handle_tag(d: Decision) -> None:
         if tag == status.canary_tag:
             return
         reason = f"superseded by tag {tag}"
-        if tag == status.stable_tag:
+        if status.reason == QUICK_ROLLBACK:
+            # The previous tag is what runs from here on, whatever comes next:
+            # rolling back the new tag must not bring back the one undone.
+            finish_quick_rollback(d, quick_rollback_image(d), superseded_by=tag)
+        elif tag == status.stable_tag or status.phase == "Promoting":
+            # Stable first goes back to the build it ran (settle, this pass): a
+            # half-promoted build must not serve beside, and be judged against, the next.
             _roll_back(d, "Superseded", reason, outcome="Superseded")
             return
-        d.record_history("Superseded", reason)
-        d.event("Superseded", f"release {status.canary_tag} {reason}")
-        _start_release(d, tag)
-        return
+        else:
+            d.record_history("Superseded", reason)
+            d.event("Superseded", f"release {status.canary_tag} {reason}")
+            _start_release(d, tag)
+            return
     if tag == status.stable_tag:
         return
     if status.phase == "RolledBack" and tag == status.canary_tag:
@@ -251,7 +280,7 @@ def _run_canary(d: Decision) -> None:
         return
     step = steps[index]
     if step.set_weight == 100 or d.force_promotion:
-        _start_promotion(d, forced=d.force_promotion)
+        _start_promotion(d, forced=d.force_promotion or d.force_advance)
         return
     status.canary_weight = weight
     converged = reconcile_weight(d, d.spec.release.image_for(status.canary_tag), goal)
@@ -305,7 +334,7 @@ def _run_promotion(d: Decision) -> None:
     rolling_back = status.reason == QUICK_ROLLBACK
     if not rolling_back and (_breached_analysis(d) or _breached_audit_log(d)):
         return
-    image = d.spec.release.image_for(status.canary_tag)
+    image = quick_rollback_image(d) if rolling_back else d.spec.release.image_for(status.canary_tag)
     if rolling_back:
         watch_rollback(d, image)
     elif _promotion_stalled(d, image):

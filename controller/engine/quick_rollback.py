@@ -23,6 +23,10 @@ from controller.engine.context import Decision
 from controller.engine.rollout import start_stable_rollout
 
 QUICK_ROLLBACK = "RollbackRequested"
+QUICK_ROLLBACK_RUNS = (
+    "a quick rollback to the previous stable tag is running and is not stopped: it goes on "
+    "until that tag runs everywhere; setting a new tag starts a canary of it"
+)
 
 
 def quick_rollback_refusal(d: Decision) -> str | None:
@@ -59,12 +63,25 @@ def start_quick_rollback(d: Decision, command: str) -> None:
     )
 
 
-def finish_quick_rollback(d: Decision, image: str) -> None:
-    """The previous tag runs everywhere: record the promoted tag as rolled back."""
+def quick_rollback_image(d: Decision) -> str:
+    """The image the previous tag ran as (it may predate a change of the image template)."""
+    status = d.status
+    assert status.canary_tag is not None
+    return status.previous_stable_image or d.spec.release.image_for(status.canary_tag)
+
+
+def finish_quick_rollback(d: Decision, image: str, superseded_by: str | None = None) -> None:
+    """The previous tag runs everywhere, or a new tag came first: the promoted one is undone.
+
+    When superseded, stable is still rolling back; `promotionStartedAt` stays
+    set, so settle keeps following that rollout until the new release starts.
+    """
     status = d.status
     restored, undone = status.canary_tag, status.stable_tag
     assert restored is not None
     message = f"rolled back from {undone} to {restored} by a human, skipping the canary steps"
+    if superseded_by is not None:
+        message += f"; tag {superseded_by} was set while {restored} was still rolling out"
     if undone is not None:
         entry = HistoryEntry(
             tag=undone,

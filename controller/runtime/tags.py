@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from functools import total_ordering
 
+from controller.api.spec import TAG_PATTERN
+
 SEMVER = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
@@ -20,7 +22,7 @@ SEMVER = re.compile(
 )
 DEFAULT_TAG_PATTERN = SEMVER.pattern
 # What spec.release.tag accepts (the CRD enforces the same).
-VALID_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+VALID_TAG = re.compile(TAG_PATTERN)
 MAX_TAG_LENGTH = 128
 
 

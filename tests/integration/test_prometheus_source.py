@@ -116,7 +116,7 @@ def test_a_login_page_at_the_address_is_rejected_clearly() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}")
-        with pytest.raises(QueryRejected, match="something other than the Prometheus query API's JSON"):
+        with pytest.raises(QueryRejected, match="other than the Prometheus query API's JSON"):
             source.query("up", END)
     finally:
         server.shutdown()

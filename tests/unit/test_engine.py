@@ -20,6 +20,18 @@ def _world(metric=healthy, **kwargs) -> World:  # type: ignore[no-untyped-def]
     return World(spec=spec, metric=metric, start=T0, **kwargs)
 
 
+def _promoting(world: World) -> World:
+    """Run until v2 is rolling onto stable, with part of stable's pods on it."""
+    while world.status.phase != "Promoting":
+        world.tick(world.start)
+        world.start += timedelta(seconds=30)
+    for _ in range(2):
+        world.tick(world.start)
+        world.start += timedelta(seconds=30)
+    assert world.status.phase == "Promoting"
+    return world
+
+
 def _events(world: World) -> list[str]:
     return [
         a.reason for _, _, actions, _ in world.log for a in actions if isinstance(a, RecordEvent)
@@ -164,6 +176,45 @@ def test_promote_skips_the_pause_and_abort_rolls_back() -> None:
     assert other.status.history[-1].outcome == "Aborted"
 
 
+def test_promote_ends_a_human_pause_and_moves_on() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    world.command = "pause 1"
+    world.start = T0 + timedelta(minutes=5, seconds=30)
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    assert world.status.paused_at is not None and world.status.current_step_index == 1
+    world.command = "promote 2"
+    world.start = T0 + timedelta(minutes=11)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.paused_at is None
+
+
+def test_promote_at_the_full_weight_step_promotes_without_waiting_for_analysis() -> None:
+    """The default plan ends with setWeight 100; no canary data holds it, promote does not."""
+    world = _world(metric=lambda query, track, at: None)
+    world.run(until=timedelta(hours=2), every=timedelta(minutes=1))
+    assert world.status.reason == "AwaitingAnalysis" and world.status.current_step_index == 2
+    world.command = "promote 1"
+    world.start = T0 + timedelta(hours=2, minutes=1)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.stable_tag == "v2"
+
+
+def test_pause_during_the_promotion_is_refused_not_kept() -> None:
+    world = _promoting(_world())
+    mark = len(world.log)
+    world.command = "pause 1"
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.paused_at is None
+    ignored = [
+        a.message
+        for _, _, acts, _ in world.log[mark:]
+        for a in acts
+        if isinstance(a, RecordEvent) and a.reason == "CommandIgnored"
+    ]
+    assert len(ignored) == 1 and "cannot be paused" in ignored[0]
+
+
 def test_a_command_is_handled_once() -> None:
     world = _world()
     world.command = "bogus 1"
@@ -184,6 +235,28 @@ def test_new_tag_supersedes_a_running_canary() -> None:
         ("v3", "Succeeded"),
     ]
     assert min(cap for *_, cap in world.log) >= 10
+
+
+def test_new_tag_during_the_promotion_puts_stable_back_before_its_canary() -> None:
+    """v2 was rolling onto stable: v3's canary runs beside v1, and is judged against it."""
+    world = _promoting(_world())
+    assert any(p.image.endswith(":v2") for p in world.stable.pods)
+    mark = len(world.log)
+    world.spec = make_spec(steps=STEPS, tag="v3")
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+
+    status = world.status
+    assert status.canary_tag == "v3" and status.phase == "Paused" and status.stable_tag == "v1"
+    assert {p.image for p in world.stable.pods} == {"registry.example.com/app:v1"}
+    assert [(h.tag, h.outcome) for h in status.history] == [("v2", "Superseded")]
+    started = [
+        a.message
+        for _, _, acts, _ in world.log[mark:]
+        for a in acts
+        if isinstance(a, RecordEvent) and a.reason == "ReleaseStarted"
+    ]
+    assert started == ["canary of v3 started (stable: v1)"]
+    assert min(cap for *_, cap in world.log[mark:]) >= 10
 
 
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
@@ -318,6 +391,12 @@ def test_tag_of_recovers_tags_from_images() -> None:
     assert tag_of("r.example.com/app:{tag}", "r.example.com/app:v2.4.1") == "v2.4.1"
     assert tag_of("r.example.com/app:{tag}-slim", "r.example.com/app:v2-slim") == "v2"
     assert tag_of("r.example.com/app:{tag}", "other/app:v2") is None
+    # a digest pinned after the tag (image automation writes these) is not part of it
+    digest = "@sha256:" + "a" * 64
+    assert tag_of("r.example.com/app:{tag}", "r.example.com/app:v1" + digest) == "v1"
+    assert tag_of("r.example.com/app:{tag}-slim", "r.example.com/app:v1-slim" + digest) == "v1"
+    # and what no spec.release.tag could be is no tag
+    assert tag_of("r.example.com/app{tag}", "r.example.com/app@sha256:" + "a" * 64) is None
 
 
 def test_current_image_matching_the_tag_is_adopted_without_a_canary() -> None:

@@ -158,3 +158,66 @@ def test_a_second_rollback_does_not_bring_back_the_tag_just_rolled_back() -> Non
     # the tag change alone is an ordinary release: a canary, not a quick switch
     assert world.status.canary_tag == "v2" and world.status.phase in ("Progressing", "Paused")
     assert world.stable.image.endswith(":v1")
+
+
+def _rolling_back(world: World) -> int:
+    """Start the quick rollback and stop while v1 is still rolling onto stable."""
+    world.spec = _with_tag(world.spec, "v1")
+    world.command = "rollback 1"
+    _continue(world, timedelta(hours=3), timedelta(seconds=31))
+    assert world.status.reason == "RollbackRequested" and world.status.phase == "Promoting"
+    assert any(p.image.endswith(":v2") for p in world.stable.pods)  # not done yet
+    return len(world.log)
+
+
+def test_a_new_tag_during_the_quick_rollback_keeps_v1_as_what_stable_goes_back_to() -> None:
+    """The hotfix is bad too: its rollback must restore v1, not v2 that on-call undid."""
+    world = _promoted_world()
+    mark = _rolling_back(world)
+    world.spec = _with_tag(world.spec, "v3")
+    world.metric = breaking_at(T0 + timedelta(hours=3, minutes=10))
+    _continue(world, timedelta(hours=3, minutes=1), timedelta(minutes=40))
+
+    status = world.status
+    assert status.phase == "RolledBack" and status.stable_tag == "v1"
+    assert {p.image for p in world.stable.pods} == {"registry.example.com/app:v1"}
+    assert [(h.tag, h.outcome) for h in status.history[-2:]] == [
+        ("v2", "RolledBack"),
+        ("v3", "RolledBack"),
+    ]
+    started = next(e for e in _events(world, mark) if e.reason == "ReleaseStarted")
+    assert "stable: v1" in started.message
+    assert all(
+        a.image.endswith(":v1")
+        for _, _, acts, _ in world.log[mark:]
+        for a in acts
+        if type(a).__name__ == "UpdateStable"
+    )
+
+
+def test_abort_and_pause_do_not_stop_a_quick_rollback() -> None:
+    world = _promoted_world()
+    mark = _rolling_back(world)
+    world.command = "abort 1"
+    _continue(world, timedelta(hours=3, minutes=1), timedelta(seconds=31))
+    world.command = "pause 1"
+    _continue(world, timedelta(hours=3, minutes=2), timedelta(minutes=10))
+    ignored = [e.message for e in _events(world, mark) if e.reason == "CommandIgnored"]
+    assert len(ignored) == 2 and all("is not stopped" in m for m in ignored)
+    status = world.status
+    assert status.phase == "RolledBack" and status.reason == "RollbackRequested"
+    assert status.stable_tag == "v1" and status.paused_at is None
+    assert {p.image for p in world.stable.pods} == {"registry.example.com/app:v1"}
+
+
+def test_the_quick_rollback_rolls_out_the_image_the_previous_tag_ran_as() -> None:
+    """The image template moved registries after v1: v1's own image comes back, not a guess."""
+    world = _promoted_world()
+    moved = world.spec.release.model_copy(
+        update={"tag": "v1", "image": "mirror.example.com/app:{tag}"}
+    )
+    world.spec = world.spec.model_copy(update={"release": moved})
+    world.command = "rollback 1"
+    _continue(world, timedelta(hours=3), timedelta(minutes=5))
+    assert world.status.phase == "RolledBack" and world.status.stable_tag == "v1"
+    assert world.stable.image == "registry.example.com/app:v1"
