@@ -2,7 +2,8 @@
 
 Everything runs in one READ ONLY transaction with a statement timeout, so a
 misconfigured table name can never write and a slow query can never stall the
-controller. Table and column names come from the spec and are quoted with
+controller (nor can a server that stops answering: postgres_sessions.py).
+Table and column names come from the spec and are quoted with
 psycopg.sql.Identifier, never pasted into the text; values are parameters.
 Timestamps without a time zone are read as UTC (the transaction sets it).
 
@@ -20,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
+from controller.adapters.postgres_sessions import connect
 from controller.api.auditlog import SqlAuditLog
 from controller.auditlog.samples import AuditPlan, AuditSample
 
@@ -42,11 +44,11 @@ class PostgresAuditLog:
         timeout_ms = max(1, int(config.statement_timeout_length().total_seconds() * 1000))
         connect_s = max(1, round(config.connect_timeout_length().total_seconds()))
         try:
-            with psycopg.connect(
+            with connect(
                 self._dsn,
-                connect_timeout=connect_s,
+                connect_s=connect_s,
+                statement_s=timeout_ms / 1000,
                 application_name=APPLICATION_NAME,
-                autocommit=True,
             ) as conn:
                 conn.read_only = True
                 with conn.transaction():

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from controller.adapters.gate_ports import DatabaseUnreachable, QueryFailed
+from controller.adapters.postgres_sessions import connect
 from controller.gates.schema import ColumnFact
 
 APPLICATION_NAME = "canary-controller-gates"
@@ -63,11 +64,11 @@ class PostgresGates:
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
         try:
-            conn = psycopg.connect(
+            conn = connect(
                 self._dsn,
-                connect_timeout=self._connect_s,
+                connect_s=self._connect_s,
+                statement_s=self._statement_ms / 1000,
                 application_name=APPLICATION_NAME,
-                autocommit=True,
             )
         except psycopg.ProgrammingError as exc:
             # A malformed connection string: its text may hold the password, so say no more.

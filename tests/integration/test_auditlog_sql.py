@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
-from controller.adapters.postgres_audit import PostgresAuditLog
+from controller.adapters.postgres_audit import APPLICATION_NAME, PostgresAuditLog
 from controller.api.auditlog import AuditLog, SqlAuditLog
 from controller.auditlog import AuditPlan
 from controller.auditlog.detection import detect
 from devenv.postgres import free_port
+from tests.frozen_postgres import frozen_backend
 
 # Five days of history, then the canary hour 12:00-13:00 of the fifth day, with
 # a known anomaly at 12:20-12:50: a burst of deletions and a brand-new action.
@@ -239,6 +241,28 @@ def test_a_slow_query_hits_the_statement_timeout_and_is_not_a_breach(database: s
     source = _source(database, _config(table="slow_logs", statementTimeout="300ms"))
     with pytest.raises(AuditLogUnreachable, match="statement timeout"):
         source.fetch(_plan(WINDOW))
+
+
+def test_a_server_that_stops_answering_is_unreachable_within_the_timeout(database: str) -> None:
+    """Its own statement_timeout cannot fire: the client gives up by itself, in seconds."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute(
+            """
+            CREATE FUNCTION slow() RETURNS SETOF audit_logs LANGUAGE sql AS $$
+                SELECT pg_sleep(60); SELECT * FROM audit_logs;
+            $$;
+            CREATE VIEW slow_logs AS SELECT * FROM slow();
+            """
+        )
+    source = _source(database, _config(table="slow_logs", statementTimeout="1s"))
+    with frozen_backend(database, APPLICATION_NAME, "slow_logs") as frozen:
+        began = time.monotonic()
+        with pytest.raises(AuditLogUnreachable, match=r"no answer within 3 s"):
+            source.fetch(_plan(WINDOW))
+        waited = time.monotonic() - began
+    assert frozen  # the backend really was frozen while the query ran
+    assert waited < 60  # not the minute the query takes, nor TCP's quarter of an hour
 
 
 def test_a_missing_table_is_a_configuration_error(database: str) -> None:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from controller.adapters.gate_ports import DatabaseUnreachable, QueryFailed
-from controller.adapters.postgres_gates import PostgresGates
+from controller.adapters.postgres_gates import APPLICATION_NAME, PostgresGates
 from controller.api.gates import DatabaseRef
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
@@ -22,6 +22,7 @@ from controller.gates.lint import MigrationFile, judge_lint, lint_migrations
 from controller.gates.schema import TableWanted, judge_schema
 from controller.runtime.gate_checks import GateChecker
 from devenv.postgres import PostgresServer
+from tests.frozen_postgres import frozen_backend
 
 # The checklist's "Required migrations before deployment", verbatim.
 SEED_MIGRATIONS = """
@@ -221,6 +222,17 @@ def test_a_database_that_is_down_blocks_the_release(
     assert status.phase == "Blocked" and status.reason == "DatabaseUnreachable"
     assert "database unreachable" in (status.message or "")
     assert status.gates is not None and status.gates.results[0].verdict == "fail"
+
+
+def test_a_server_that_stops_answering_blocks_within_the_timeout(database: str) -> None:
+    gates = PostgresGates(database, statement_timeout=timedelta(seconds=1))
+    with (
+        frozen_backend(database, APPLICATION_NAME, "pg_sleep") as frozen,
+        pytest.raises(DatabaseUnreachable, match=r"no answer within 3 s"),
+    ):
+        gates.rows("SELECT pg_sleep(60)")
+    assert frozen
+    assert gates.rows("SELECT 1") == [(1,)]  # the next check gets a fresh connection
 
 
 def test_the_password_never_reaches_a_message(postgres: PostgresServer) -> None:

@@ -1,0 +1,96 @@
+"""PostgreSQL sessions that cannot hold a worker longer than their own timeouts.
+
+`statement_timeout` is enforced by the server, so it does nothing once the
+server, or the network to it, stops answering after a query was sent: the
+client would wait in recv() for as long as TCP lets it (15 minutes to over two
+hours), and with it the release's worker, its health checks and a human's
+`abort`. Two client-side bounds close that gap:
+- TCP keepalives, so a peer that is gone (a node that died, a partition) is
+  noticed within seconds of going quiet;
+- a watchdog on every statement that shuts the socket down once the answer is
+  later than the statement timeout plus a grace, so a peer that is there but
+  silent (a frozen server, a stuck proxy) is given up on too.
+Either way the caller sees `psycopg.OperationalError`, which both adapters
+already report as "unreachable": a gate or an audit-log check that holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from typing import Any
+
+import psycopg
+from psycopg.abc import Params, Query
+from psycopg.rows import TupleRow
+
+# Dead peer noticed after about 5 + 2 x 3 = 11 s of silence.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+GRACE_S = 2.0
+
+
+class NoAnswer(psycopg.OperationalError):
+    """The server took the statement and did not answer within the client's deadline."""
+
+
+class GuardedConnection(psycopg.Connection[TupleRow]):
+    """A connection whose every statement must be answered within `answer_within_s`."""
+
+    answer_within_s: float = 30.0
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> psycopg.Cursor[TupleRow]:
+        fired = threading.Event()
+        timer = threading.Timer(self.answer_within_s, self._cut, [fired])
+        timer.daemon = True
+        timer.start()
+        try:
+            # (the overloads split a template query from one with parameters; passed on as is)
+            return super().execute(query, params, prepare=prepare, binary=binary)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            if fired.is_set():
+                raise NoAnswer(
+                    f"no answer within {self.answer_within_s:g} s: the server took the "
+                    "connection but stopped answering"
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
+
+    def _cut(self, fired: threading.Event) -> None:
+        """Shut the socket down under libpq's feet: its wait then ends with an error."""
+        fired.set()
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(self.fileno()))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+
+
+def connect(
+    dsn: str, *, connect_s: int, statement_s: float, application_name: str
+) -> GuardedConnection:
+    """A connection in autocommit mode, bounded at every step (see the module's docstring)."""
+    conn = GuardedConnection.connect(
+        dsn,
+        connect_timeout=connect_s,
+        application_name=application_name,
+        autocommit=True,
+        **KEEPALIVES,
+    )
+    conn.answer_within_s = statement_s + GRACE_S
+    return conn
