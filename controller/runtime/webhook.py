@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
-from controller.adapters.releases import Release, ReleaseChanged, ReleaseClient
+from controller.adapters.releases import Release, ReleaseChanged, ReleaseClient, ReleaseNotFound
 from controller.engine.context import ACTIVE_PHASES
 from controller.runtime import tags
 from controller.runtime.tag_events import Ignored, Rejected, TagEvent, authenticate, parse
@@ -173,7 +174,10 @@ class TagRouter:
                 )
                 return verdict
             except ReleaseChanged:
-                release = self._releases.get(meta["namespace"], meta["name"])
+                try:
+                    release = self._releases.get(meta["namespace"], meta["name"])
+                except ReleaseNotFound:
+                    return Verdict(404, "gone", "the release was deleted while it was updated")
         return Verdict(503, "conflict", "the release kept changing; deliver again")
 
     def route(self, event: TagEvent) -> Answer:
@@ -240,9 +244,12 @@ class TagWebhook:
         else:
             try:
                 answer = self._router.route(event)
-            except ApiException as exc:
-                log.warning("webhook could not reach the apiserver", error=str(exc.reason))
-                return Answer(503, {"result": "error", "reason": f"apiserver: {exc.reason}"})
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                # A refusal (ApiException) or no answer at all (a dead apiserver): either
+                # way the sender should deliver again later, and says so only on a 5xx.
+                reason = exc.reason if isinstance(exc, ApiException) else type(exc).__name__
+                log.warning("webhook could not reach the apiserver", error=str(exc)[:300])
+                return Answer(503, {"result": "error", "reason": f"apiserver: {reason}"})
         if delivery and answer.status < 500:
             self._deliveries.remember(delivery)
         return answer

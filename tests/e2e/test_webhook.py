@@ -248,3 +248,22 @@ def test_a_patch_based_on_a_stale_read_is_refused(
             releases.namespace, "payments", "v1.3.0", based_on=read["metadata"]["resourceVersion"]
         )
     assert _tag(releases) == "v1.2.1"
+
+
+def test_an_unreachable_apiserver_is_a_503_so_the_sender_delivers_again() -> None:
+    config = client.Configuration(host=f"http://127.0.0.1:{free_port()}")  # nothing listens
+    config.retries = 0
+    settings = WebhookSettings(
+        port=0, secret=SECRET, address="127.0.0.1", max_body=64 * 1024, namespaces=("shop",)
+    )
+    server = start_webhook(settings, ReleaseClient(client.ApiClient(config)))
+    try:
+        sender = Sender(f"http://127.0.0.1:{server.port}/webhook")
+        delivery = str(uuid.uuid4())
+        answer = sender.release("v1.2.3", delivery=delivery)
+        assert answer.status_code == 503
+        assert answer.json()["result"] == "error" and "apiserver" in answer.json()["reason"]
+        # not remembered as handled: the same delivery, sent again, is tried again
+        assert sender.release("v1.2.3", delivery=delivery).status_code == 503
+    finally:
+        server.stop()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.runtime.webhook import Deliveries, judge_tag, repositories_of
+from controller.adapters.releases import ReleaseChanged, ReleaseNotFound
+from controller.runtime.tag_events import TagEvent
+from controller.runtime.webhook import Deliveries, TagRouter, judge_tag, repositories_of
 
 
 def _release(
@@ -97,3 +99,28 @@ def test_deliveries_remember_a_bounded_number_of_ids() -> None:
         seen.remember(delivery)
     assert not seen.seen("a")  # the oldest was forgotten
     assert seen.seen("b") and seen.seen("c")
+
+
+class _DeletedMidUpdate:
+    """The apiserver's side of a race: the release changes, then is deleted, between two calls."""
+
+    def __init__(self, release: dict[str, Any]) -> None:
+        self.release = release
+
+    def list_releases(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [self.release]
+
+    def set_tag(self, namespace: str, name: str, tag: str, *, based_on: str) -> None:
+        raise ReleaseChanged(f"{namespace}/{name} changed since {based_on}")
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        raise ReleaseNotFound(f"CanaryRelease {namespace}/{name} not found")
+
+
+def test_a_release_deleted_while_its_tag_is_set_is_reported_not_raised() -> None:
+    race = _DeletedMidUpdate(_release(repository="acme/payments"))
+    router = TagRouter(race, ("shop",))  # type: ignore[arg-type]
+    answer = router.route(TagEvent("github", "acme/payments", "v1.3.0", None))
+    assert answer.status == 404
+    (result,) = answer.body["releases"]
+    assert result["outcome"] == "gone" and "deleted" in result["reason"]
