@@ -125,8 +125,10 @@ class MetricResult(StatusModel):
 class PostPromotionStatus(StatusModel):
     """The watch after a promotion: until when, and the latest absolute-bound results."""
 
-    state: Literal["Watching", "Passed", "RolledBack", "Breached"] = Field(
-        description="Breached: a bound was breached but there was no previous image to go back to"
+    state: Literal["Watching", "Passed", "RolledBack", "Breached", "Ended"] = Field(
+        description="Breached: a bound was breached but there was no previous image to go back "
+        "to. Ended: the watch stopped before its end (a new release or a quick rollback "
+        "started, or spec.postPromotion was removed)"
     )
     started_at: datetime
     until: datetime

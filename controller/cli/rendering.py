@@ -161,7 +161,13 @@ def _audit_log(audit: View) -> list[RenderableType]:
 
 def _post_promotion(watch: View) -> list[RenderableType]:
     head = Text("after promotion ", style="bold")
-    style = {"Watching": "cyan", "Passed": "green", "RolledBack": "bold red", "Breached": "red"}
+    style = {
+        "Watching": "cyan",
+        "Passed": "green",
+        "RolledBack": "bold red",
+        "Breached": "red",
+        "Ended": "dim",
+    }
     head.append(watch["state"], style=style.get(watch["state"], ""))
     head.append(f"  since {watch['startedAt']}, until {watch['until']}")
     if watch["secondsLeft"] is not None:

@@ -46,7 +46,12 @@ from controller.engine.rollout import (
 from controller.engine.routing import canary_goal, record_route
 from controller.engine.stalls import rollback_superseded, stalled_rollout, watch_rollback
 from controller.engine.summary import describe_step, summarize
-from controller.engine.watching import judge_after_promotion, roll_back_promotion, start_watch
+from controller.engine.watching import (
+    end_watch,
+    judge_after_promotion,
+    roll_back_promotion,
+    start_watch,
+)
 
 TARGET_FOUND = "TargetFound"
 
@@ -253,6 +258,7 @@ def _start_release(d: Decision, tag: str) -> None:
         status.stable_image = target.image
         status.stable_tag = tag_of(d.spec.release.image, target.image) or status.stable_tag
     rollback_superseded(d, tag)
+    end_watch(status)
     status.phase, status.canary_tag = "Progressing", tag
     status.current_step_index, status.step_started_at = 0, now
     status.release_started_at, status.paused_at = now, None
@@ -273,6 +279,8 @@ def _start_release(d: Decision, tag: str) -> None:
 def _run_canary(d: Decision) -> None:
     status, steps = d.status, d.spec.steps
     assert status.canary_tag is not None and status.current_step_index is not None
+    if d.spec.analysis is None:
+        status.next_analysis_at = None  # removed mid-canary: nothing to wake for
     index = min(status.current_step_index, len(steps) - 1)
     weight = weight_at(steps, index)
     goal = canary_goal(d, weight)

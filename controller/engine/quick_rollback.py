@@ -21,6 +21,7 @@ from __future__ import annotations
 from controller.api.status import MAX_HISTORY, HistoryEntry
 from controller.engine.context import Decision
 from controller.engine.rollout import start_stable_rollout
+from controller.engine.watching import end_watch
 
 QUICK_ROLLBACK = "RollbackRequested"
 QUICK_ROLLBACK_RUNS = (
@@ -50,6 +51,7 @@ def start_quick_rollback(d: Decision, command: str) -> None:
     if d.observed.canary is None and status.saved_strategy is None:
         status.target_replicas = target.replicas
     start_stable_rollout(d)
+    end_watch(status)
     status.phase, status.reason, status.canary_tag = "Promoting", QUICK_ROLLBACK, previous
     status.release_started_at = status.step_started_at = d.now
     status.current_step_index, status.canary_weight = None, 0

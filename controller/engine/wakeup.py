@@ -45,6 +45,9 @@ def next_wakeup(
         deadlines.append(status.post_promotion.until)
     if active and status.canary_unready_since is not None:
         deadlines.append(status.canary_unready_since + spec.health_check.ready_length())
+    opens = status.gates.not_before if status.gates is not None else None
+    if opens is not None:  # a deploy window that holds the start or the promotion
+        deadlines.append(opens)
     pause_end = _pause_end(spec, status)
     if active and pause_end is not None:
         deadlines.append(pause_end)

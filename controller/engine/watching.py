@@ -45,6 +45,14 @@ def start_watch(d: Decision) -> None:
     d.status.next_analysis_at = d.now + watch.interval_length() if watch.metrics else None
 
 
+def end_watch(status: CanaryReleaseStatus) -> None:
+    """Something else now happens to stable: the watch of the last promotion is over."""
+    if status.post_promotion is not None and status.post_promotion.state == "Watching":
+        status.post_promotion.state = "Ended"
+        if status.phase == "Succeeded":
+            status.next_analysis_at = None
+
+
 def watching(status: CanaryReleaseStatus) -> bool:
     """The promoted release is still under watch: its stable pods and metrics are judged."""
     watch = status.post_promotion
@@ -65,7 +73,10 @@ def judge_after_promotion(d: Decision) -> str | None:
     """Fold this round of measurements in; return the rollback message on a breach."""
     spec, status = d.spec.post_promotion, d.status
     watch = status.post_promotion
-    if spec is None or watch is None or not watching(status):
+    if watch is None or not watching(status):
+        return None
+    if spec is None:  # removed mid-watch
+        end_watch(status)
         return None
     unhealthy = pod_trouble(d.observed.stable_pods, d.spec.health_check, "stable")
     if unhealthy is not None:

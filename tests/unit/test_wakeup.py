@@ -141,3 +141,58 @@ def test_a_rollback_of_stable_is_polled_so_its_stall_is_seen_without_an_event() 
     assert wake(rolling_back) == T0 + POLL
     settled = CanaryReleaseStatus(phase="RolledBack")
     assert wake(settled) == T0 + RESYNC
+
+
+def test_a_closed_promote_window_wakes_the_release_when_it_opens() -> None:
+    from controller.api.gates import GatesStatus
+
+    status = CanaryReleaseStatus(
+        phase="Paused",
+        canary_tag="v2",
+        current_step_index=2,
+        reason="OutsideDeployWindow",
+        gates=GatesStatus(not_before=T0 + timedelta(minutes=3)),
+    )
+    assert wake(status) == T0 + timedelta(minutes=3)  # not the resync, 5 minutes away
+
+
+def test_removing_the_analysis_or_the_watch_leaves_no_overdue_deadline() -> None:
+    """Either used to leave its last deadline behind: woken every second from then on."""
+    spec = make_spec(steps=[{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}])
+    world = World(spec=spec, metric=lambda q, t, at: 0.01, start=T0)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.next_analysis_at is not None
+    world.spec = spec.model_copy(update={"analysis": None})
+    world.tick(T0 + timedelta(minutes=10, seconds=30))
+    later = T0 + timedelta(minutes=30)
+    assert next_wakeup(world.spec, world.status, later, poll=POLL, resync=RESYNC) > later
+
+    watched = spec.model_validate(
+        {**spec.model_dump(by_alias=True), "postPromotion": {"duration": "2h", "interval": "1m"}}
+    )
+    world = World(spec=watched, metric=lambda q, t, at: 0.01, start=T0)
+    world.run(until=timedelta(hours=1, minutes=20), every=timedelta(seconds=30))
+    assert world.status.post_promotion is not None
+    assert world.status.post_promotion.state == "Watching"
+    world.spec = watched.model_copy(update={"post_promotion": None})
+    world.tick(T0 + timedelta(hours=1, minutes=30))
+    assert world.status.post_promotion.state == "Ended"
+    much_later = T0 + timedelta(hours=5)
+    assert next_wakeup(world.spec, world.status, much_later, poll=POLL, resync=RESYNC) == (
+        much_later + RESYNC
+    )
+
+
+def test_a_new_release_ends_the_last_one_s_watch() -> None:
+    spec = make_spec(steps=[{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}])
+    watched = spec.model_validate(
+        {**spec.model_dump(by_alias=True), "postPromotion": {"duration": "2h", "interval": "1m"}}
+    )
+    world = World(spec=watched, metric=lambda q, t, at: 0.01, start=T0)
+    world.run(until=timedelta(hours=1, minutes=20), every=timedelta(seconds=30))
+    assert world.status.post_promotion is not None
+    assert world.status.post_promotion.state == "Watching"
+    release = watched.release.model_copy(update={"tag": "v3"})
+    world.spec = watched.model_copy(update={"release": release})
+    world.tick(T0 + timedelta(hours=1, minutes=30))
+    assert world.status.canary_tag == "v3" and world.status.post_promotion.state == "Ended"
