@@ -23,7 +23,7 @@ from controller.engine.analysis import (
 )
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
 from controller.engine.conditions import find_condition, set_condition
-from controller.engine.context import Decision
+from controller.engine.context import ACTIVE_PHASES, Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
 from controller.engine.health import pod_trouble
@@ -51,9 +51,11 @@ from controller.engine.watching import (
     judge_after_promotion,
     roll_back_promotion,
     start_watch,
+    watching,
 )
 
 TARGET_FOUND = "TargetFound"
+SPEC_VALID = "SpecValid"
 
 
 def decide(
@@ -61,6 +63,7 @@ def decide(
 ) -> tuple[CanaryReleaseStatus, list[Action]]:
     d = Decision(spec, status.model_copy(deep=True), observed, now)
     d.status.observed_generation = observed.generation
+    _spec_valid(d)
     if observed.target is None:
         _target_missing(d)
         return d.status, d.actions
@@ -459,18 +462,35 @@ def _roll_back(d: Decision, reason: str, message: str, outcome: Outcome = "Rolle
 def reject_spec(
     status: CanaryReleaseStatus, problem: str, generation: int, now: datetime
 ) -> tuple[CanaryReleaseStatus, list[Action]]:
-    """A spec the models reject (the apiserver's schema is weaker): say why, touch nothing."""
-    message = f"invalid spec: {problem}"
+    """A spec the models reject (the apiserver's schema is weaker): say why, touch nothing.
+
+    A release in progress (or under watch) keeps its phase, step and clocks, so
+    fixing the spec resumes it where it was; a new canary from step 0 would
+    repeat a 24-hour window. Nothing is judged meanwhile, which
+    `SpecValid=False` (and its alert) says.
+    """
+    message = f"invalid spec: {problem}"[:1024]
     actions: list[Action] = []
-    if not (status.phase == "Failed" and status.message == message):
+    current = find_condition(status.conditions, SPEC_VALID)
+    if not (current is not None and current.status == "False" and current.message == message):
         actions.append(RecordEvent("Warning", "InvalidSpec", message))
-    new = status.model_copy(
-        deep=True,
-        update={
-            "phase": "Failed",
-            "reason": "InvalidSpec",
-            "message": message,
-            "observed_generation": generation,
-        },
-    )
-    return new, actions
+    update: dict[str, object] = {
+        "conditions": set_condition(
+            status.conditions, SPEC_VALID, "False", "InvalidSpec", message, now
+        ),
+        "observed_generation": generation,
+    }
+    if status.phase in ACTIVE_PHASES or watching(status):
+        held = "nothing is judged or changed until it is fixed, then it resumes"
+        update["message"] = f"{message}; {status.phase} is held as it is: {held}"
+    else:
+        update.update(phase="Failed", reason="InvalidSpec", message=message)
+    return status.model_copy(deep=True, update=update), actions
+
+
+def _spec_valid(d: Decision) -> None:
+    current = find_condition(d.status.conditions, SPEC_VALID)
+    if current is not None and current.status == "False":
+        d.status.conditions = set_condition(
+            d.status.conditions, SPEC_VALID, "True", "Valid", "the spec is valid", d.now
+        )

@@ -385,6 +385,38 @@ def test_invalid_spec_is_reported_once() -> None:
     assert (status.phase, status.reason, status.observed_generation) == ("Failed", "InvalidSpec", 3)
     again, actions2 = reject_spec(status, "spec.steps.0: bad", 3, T0)
     assert len(actions) == 1 and actions2 == [] and again == status
+    (condition,) = status.conditions
+    assert (condition.type, condition.status, condition.reason) == (
+        "SpecValid",
+        "False",
+        "InvalidSpec",
+    )
+
+
+def test_an_invalid_spec_mid_canary_holds_it_and_the_fix_resumes_the_same_step() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    before = world.status
+    assert before.phase == "Paused" and before.current_step_index == 1
+    held, actions = reject_spec(before, "spec.analysis.metrics.0.threshold: min > max", 4, T0)
+    assert [a.reason for a in actions if isinstance(a, RecordEvent)] == ["InvalidSpec"]
+    assert (held.phase, held.reason, held.current_step_index) == ("Paused", None, 1)
+    assert held.step_started_at == before.step_started_at and held.canary_tag == "v2"
+    assert "Paused is held as it is" in (held.message or "")
+
+    world.status = held  # fixed 10 minutes later: the same step, the same clock
+    world.start = T0 + timedelta(minutes=30)
+    mark = len(world.log)
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    status = world.status
+    assert status.current_step_index == 1 and status.step_started_at == before.step_started_at
+    assert not any(
+        isinstance(a, RecordEvent) and a.reason == "ReleaseStarted"
+        for _, _, acts, _ in world.log[mark:]
+        for a in acts
+    )
+    valid = next(c for c in status.conditions if c.type == "SpecValid")
+    assert (valid.status, valid.reason) == ("True", "Valid")
 
 
 def test_tag_of_recovers_tags_from_images() -> None:
