@@ -96,15 +96,20 @@ class LeaderElector:
     # -- one attempt -----------------------------------------------------
 
     def try_acquire_or_renew(self) -> bool:
-        """One round trip: take the Lease if free or expired, renew it if ours."""
-        self.last_attempt = self._clock()
+        """One round trip: take the Lease if free or expired, renew it if ours.
+
+        A renewal counts from when this attempt began, not from its answer: a
+        standby times the lease from when it sees the write, which is never
+        before the attempt began, so the leader's own deadline can only run out first.
+        """
+        began = self.last_attempt = self._clock()
         timeout = self.timing.request_timeout
         try:
             lease = self._read(timeout)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            return self._create(timeout)
+            return self._create(timeout, began)
         self.last_contact = now = self._clock()
         spec, version = lease.get("spec") or {}, lease["metadata"]["resourceVersion"]
         if version != self._observed_version:
@@ -131,12 +136,12 @@ class LeaderElector:
                 self._set_leader(False)
                 return False
             raise
-        self.last_contact = self._renewed_at = self._clock()
+        self.last_contact, self._renewed_at = self._clock(), began
         self.holder = self.identity
         self._set_leader(True)
         return True
 
-    def _create(self, timeout: float) -> bool:
+    def _create(self, timeout: float, began: float) -> bool:
         now = _micro_time(datetime.now(UTC))
         body = self._body(holder=self.identity, acquired=now, renewed=now, transitions=0)
         try:
@@ -147,7 +152,7 @@ class LeaderElector:
             if exc.status == 409:  # created by another replica a moment ago
                 return False
             raise
-        self.last_contact = self._renewed_at = self._clock()
+        self.last_contact, self._renewed_at = self._clock(), began
         self.holder = self.identity
         self._set_leader(True)
         return True
@@ -218,22 +223,39 @@ class LeaderElector:
         return False
 
     def start_renewing(self, on_lost: Callable[[], None]) -> None:
-        """Renew in a daemon thread; call `on_lost` once if leadership cannot be kept."""
+        """Renew in a daemon thread; call `on_lost` once if leadership cannot be kept.
+
+        A second thread watches the renew deadline on its own: a renewal stuck
+        in a slow request must not keep the leader acting past it.
+        """
+        lost = threading.Lock()
+
+        def lose() -> None:
+            if lost.acquire(blocking=False):
+                self._set_leader(False)
+                on_lost()
+
+        def overdue() -> bool:
+            return self._clock() - self._renewed_at > self.timing.renew_deadline
 
         def renew() -> None:
             while not self._stop.wait(self.timing.retry_period):
                 renewed = self._attempt()
                 if renewed:
                     continue
-                lost_to = self.holder not in (None, self.identity)
-                overdue = self._clock() - self._renewed_at > self.timing.renew_deadline
-                if lost_to or overdue:
-                    self._set_leader(False)
-                    on_lost()
+                if self.holder not in (None, self.identity) or overdue():
+                    lose()
+                    return
+
+        def watch_deadline() -> None:
+            while not self._stop.wait(min(0.5, self.timing.retry_period / 2)):
+                if overdue():
+                    lose()
                     return
 
         self._renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
         self._renewer.start()
+        threading.Thread(target=watch_deadline, name="lease-deadline", daemon=True).start()
 
     def stop(self) -> None:
         """End the acquire or renew loop (not the leadership: see `release`)."""

@@ -1,0 +1,59 @@
+"""The leader stops acting before a standby may take its Lease, even when a renewal hangs.
+
+The real apiserver cannot be made to store a write and then go silent on cue,
+so this stands in for it: the one renewal it stores is answered slowly, and
+every request after it hangs until its timeout. Timings are the defaults
+(15/10/2 s) divided by ten.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.runtime.leader import LeaderElector, LeaseTiming
+
+TIMING = LeaseTiming(lease_duration=1.5, renew_deadline=1.0, retry_period=0.2)
+
+
+class StoresThenHangs:
+    def __init__(self) -> None:
+        self.version = 1
+        self.written_at: float | None = None
+        self.hung = False
+
+    def get_namespaced_custom_object(self, *_: Any, _request_timeout: float) -> dict[str, Any]:
+        if self.hung:
+            time.sleep(_request_timeout)
+            raise ApiException(status=0, reason="timed out")
+        spec = {"holderIdentity": "me", "leaseDurationSeconds": 2}
+        return {"metadata": {"resourceVersion": str(self.version)}, "spec": spec}
+
+    def replace_namespaced_custom_object(self, *_: Any, _request_timeout: float) -> None:
+        self.version += 1
+        self.written_at = time.monotonic()  # a standby can see this renewal from now on
+        self.hung = True
+        time.sleep(_request_timeout * 0.95)  # and its answer is slow
+
+
+def test_a_hung_renewal_does_not_keep_the_leader_acting_past_the_lease() -> None:
+    elector = LeaderElector(
+        client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), "ns", "l", "me", TIMING
+    )
+    leases = StoresThenHangs()
+    elector._leases = leases  # type: ignore[assignment]
+    assert elector.try_acquire_or_renew()
+    lost_at: list[float] = []
+    lost = threading.Event()
+    elector.start_renewing(lambda: (lost_at.append(time.monotonic()), lost.set()))
+    try:
+        assert lost.wait(10)
+    finally:
+        elector.stop()
+    assert leases.written_at is not None and elector.is_leader is False
+    # a standby that saw the stored renewal at once may lead lease_duration later
+    assert lost_at[0] - leases.written_at < TIMING.lease_duration
