@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kubernetes import client, config
+from urllib3.util.retry import Retry
 
 from controller.adapters.ratelimit import KUBERNETES, RateLimiter, retry_after_seconds
 from controller.runtime.metrics import API_ERRORS, API_REQUESTS
@@ -55,6 +56,10 @@ class CountingApiClient(client.ApiClient):
         configuration.connection_pool_maxsize = max(
             pool_size, configuration.connection_pool_maxsize or 0
         )
+        # urllib3 would otherwise sleep through a 429's Retry-After up to three
+        # times inside the call, past the request timeout and unseen by the
+        # limiter; connection failures are still retried.
+        configuration.retries = Retry(total=3, respect_retry_after_header=False)
         super().__init__(configuration)
         self._limiter = limiter
 
@@ -66,12 +71,9 @@ class CountingApiClient(client.ApiClient):
         API_REQUESTS.labels(method, resource_of(url)).inc()
         try:
             response = super().call_api(method, url, *args, **kwargs)
-        except client.ApiException as exc:
+        except client.ApiException as exc:  # older clients raise here, newer ones return
             API_ERRORS.labels(method, resource_of(url), str(exc.status or 0)).inc()
-            if exc.status in (429, 503):
-                seconds = retry_after_seconds((exc.headers or {}).get("Retry-After"))
-                if seconds is not None and self._limiter is not None:
-                    self._limiter.hold_off(seconds)
+            self._hold_off(exc.status, exc.headers)
             raise
         except Exception:
             API_ERRORS.labels(method, resource_of(url), "connection").inc()
@@ -79,7 +81,15 @@ class CountingApiClient(client.ApiClient):
         status = int(getattr(response, "status", 200))
         if not 200 <= status <= 299 and status != 404:
             API_ERRORS.labels(method, resource_of(url), str(status)).inc()
+            self._hold_off(status, getattr(response, "headers", None))
         return response
+
+    def _hold_off(self, status: int | None, headers: Any) -> None:
+        """A 429 or 503 with Retry-After holds every caller of this apiserver until then."""
+        if status in (429, 503) and self._limiter is not None:
+            seconds = retry_after_seconds((headers or {}).get("Retry-After"))
+            if seconds is not None:
+                self._limiter.hold_off(seconds)
 
 
 def load_configuration() -> None:
