@@ -354,7 +354,9 @@ class KubernetesCluster:
                 }
                 for key, value in labels.items()
             )
-        if action.max_unavailable is not None and action.max_surge is not None:
+        if action.recreate:
+            patch.append({"op": "add", "path": "/spec/strategy", "value": {"type": "Recreate"}})
+        elif action.max_unavailable is not None and action.max_surge is not None:
             rolling = {
                 "maxUnavailable": _int_or_string(action.max_unavailable),
                 "maxSurge": _int_or_string(action.max_surge),

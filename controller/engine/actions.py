@@ -24,12 +24,15 @@ class UpdateStable:
     """Set the stable Deployment's image, size and rolling-update bounds in one patch.
 
     `replicas` None leaves the size alone: an HPA owns it (see Decision.autoscaled).
+    Bounds of None leave the strategy alone; `recreate` restores a Recreate strategy
+    that a stable rollout had replaced with a rolling one.
     """
 
     image: str
     replicas: int | None
     max_unavailable: str | None
     max_surge: str | None
+    recreate: bool = False
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,10 @@ def start_stable_rollout(d: Decision) -> None:
     """Stable is about to roll to another image with maxUnavailable 0.
 
     A promotion, a quick rollback and a rollback after promotion all do: each
-    remembers stable's rolling-update bounds, which `settle` restores (and acts
-    while they are saved; a Recreate Deployment has none), and when the rollout
-    began, from which a stall is timed (stalls.py).
+    remembers stable's strategy, which `settle` restores (and acts while it is
+    saved), and when the rollout began, from which a stall is timed (stalls.py).
+    A Recreate Deployment rolls too, for the length of the rollout: Recreate
+    would stop every stable pod before starting one.
     """
     status, target = d.status, d.target
     status.promotion_started_at = d.now
@@ -54,6 +55,11 @@ def start_stable_rollout(d: Decision) -> None:
             "maxUnavailable": target.max_unavailable,
             "maxSurge": target.max_surge or "25%",
         }
+    elif status.saved_strategy is None:
+        status.saved_strategy = {"type": RECREATE}
+
+
+RECREATE = "Recreate"
 
 
 def promotion_surge(saved: dict[str, str] | None) -> str:
@@ -64,13 +70,12 @@ def promotion_surge(saved: dict[str, str] | None) -> str:
 def drive_promotion(d: Decision, image: str) -> bool:
     """Roll the new image onto stable at full size; True once it is fully Available."""
     total, target = d.total_replicas, d.target
-    rolling = target.max_unavailable is not None
-    unavailable = "0" if rolling else None
-    surge = promotion_surge(d.status.saved_strategy) if rolling else None
+    unavailable, surge = "0", promotion_surge(d.status.saved_strategy)
     if (
         target.image != image
         or target.replicas != total
-        or (rolling and (target.max_unavailable != "0" or target.max_surge != surge))
+        or target.max_unavailable != "0"
+        or target.max_surge != surge
     ):
         d.actions.append(UpdateStable(image, d.stable_replicas_to_set, unavailable, surge))
         return False
@@ -108,13 +113,15 @@ def settle(d: Decision) -> None:
     if new_image and not drive_promotion(d, image):
         return  # another image (a rollback after promotion) rolls out with maxUnavailable 0
     saved = status.saved_strategy or {}
+    recreate = saved.get("type") == RECREATE
     unavailable = saved.get("maxUnavailable", target.max_unavailable)
     surge = saved.get("maxSurge", target.max_surge)
-    if target.max_unavailable is None:
+    if target.max_unavailable is None or recreate:
         unavailable = surge = None
     restored = target.max_unavailable == unavailable and target.max_surge == surge
     if target.image != image or target.replicas != total or not restored:
-        d.actions.append(UpdateStable(image, d.stable_replicas_to_set, unavailable, surge))
+        update = UpdateStable(image, d.stable_replicas_to_set, unavailable, surge, recreate)
+        d.actions.append(update)
         return
     if not target.settled(image, total):
         return

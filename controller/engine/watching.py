@@ -142,10 +142,8 @@ def roll_back_promotion(d: Decision, message: str) -> bool:
             watch.state, status.next_analysis_at = "Breached", None
         return False
     # settle() acts while a strategy is saved; it rolls the image with maxUnavailable 0,
-    # then restores this strategy ({} for a Recreate Deployment: nothing to restore).
+    # then restores this strategy.
     start_stable_rollout(d)
-    if status.saved_strategy is None:
-        status.saved_strategy = {}
     if promoted is not None:
         entry = HistoryEntry(
             tag=promoted,

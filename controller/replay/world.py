@@ -217,8 +217,11 @@ class SimulatedWorld:
                     if action.replicas is not None:
                         self.stable.replicas = action.replicas
                     self.stable.image = action.image
-                    self.stable.max_unavailable = action.max_unavailable
-                    self.stable.max_surge = action.max_surge
+                    if action.recreate:
+                        self.stable.max_unavailable = self.stable.max_surge = None
+                    elif action.max_unavailable is not None:
+                        self.stable.max_unavailable = action.max_unavailable
+                        self.stable.max_surge = action.max_surge
                 case DeleteCanary():
                     self.canary = None
                 case RecordEvent():

@@ -105,6 +105,28 @@ def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
     assert "RolledBack" in releases.event_reasons("payments")
 
 
+def test_a_recreate_deployment_rolls_for_the_rollout_and_is_recreate_again_after(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    releases.create_deployment("payments", 2, "registry.example.com/payments:v1")
+    releases.apps.patch_namespaced_deployment(
+        "payments", namespace, {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}}
+    )
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    view = adapter.read_deployment(namespace, "payments", "app")
+    assert view is not None and view.max_unavailable is None  # how the engine sees Recreate
+    image = "registry.example.com/payments:v2"
+    adapter.apply(obj, spec, UpdateStable(image, 2, "0", "1"))
+    strategy = releases.deployment("payments").spec.strategy  # type: ignore[union-attr]
+    assert strategy.type == "RollingUpdate" and strategy.rolling_update.max_unavailable == 0
+    adapter.apply(obj, spec, UpdateStable(image, 2, None, None, recreate=True))
+    strategy = releases.deployment("payments").spec.strategy  # type: ignore[union-attr]
+    assert strategy.type == "Recreate" and strategy.rolling_update is None
+
+
 def test_a_promotion_labels_stable_pods_so_each_track_reads_its_own_health(
     adapter: KubernetesCluster, releases: Releases, namespace: str
 ) -> None:

@@ -259,6 +259,25 @@ def test_new_tag_during_the_promotion_puts_stable_back_before_its_canary() -> No
     assert min(cap for *_, cap in world.log[mark:]) >= 10
 
 
+def test_a_recreate_deployment_rolls_stable_without_going_down_then_is_recreate_again() -> None:
+    """Recreate would stop every stable pod before starting one: 9 of 10 serving pods gone."""
+    world = _world()
+    world.stable.max_unavailable = world.stable.max_surge = None  # strategy: Recreate
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded"
+    assert {p.image for p in world.stable.pods} == {"registry.example.com/app:v2"}
+    assert min(cap for *_, cap in world.log) >= 10
+    assert (world.stable.max_unavailable, world.stable.max_surge) == (None, None)
+    assert world.status.saved_strategy is None
+    rolled = [
+        a
+        for _, _, acts, _ in world.log
+        for a in acts
+        if type(a).__name__ == "UpdateStable" and a.image.endswith(":v2")
+    ]
+    assert rolled[0].max_unavailable == "0" and rolled[-1].recreate
+
+
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
     spec = make_spec(steps=STEPS)
     status = CanaryReleaseStatus()
