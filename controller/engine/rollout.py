@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from controller.engine.actions import DeleteCanary, ScaleCanary, ScaleStable, UpdateStable
 from controller.engine.context import Decision
+from controller.engine.replicas import stable_replicas
 from controller.engine.routing import reconcile_routed, reset_before_scale_down
 from controller.engine.stalls import rollback_finished, watch_rollback
 
@@ -22,7 +23,7 @@ def reconcile_weight(d: Decision, image: str, canary_goal: int) -> bool:
     if d.spec.traffic_routing is not None:
         return reconcile_routed(d, image, d.status.canary_weight)
     total = d.total_replicas
-    stable_goal = total if d.autoscaled else total - canary_goal
+    stable_goal = total if d.autoscaled else stable_replicas(total, canary_goal)
     target, canary = d.target, d.observed.canary
     canary_ready = canary_goal == 0 if canary is None else canary.settled(image, canary_goal)
 

@@ -7,6 +7,7 @@ from controller.engine.context import Decision
 from controller.engine.freeze import freeze_note
 from controller.engine.gating import promotion_note
 from controller.engine.quick_rollback import QUICK_ROLLBACK
+from controller.engine.replicas import pod_share
 
 
 def describe_step(step: Step) -> str:
@@ -33,7 +34,7 @@ def summarize(d: Decision) -> str | None:
     index = status.current_step_index or 0
     parts = [
         f"step {index + 1}/{len(steps)} ({describe_step(steps[index])})",
-        f"canary {status.canary_tag} at {status.canary_weight}%",
+        f"canary {status.canary_tag} at {status.canary_weight}%{_pod_share(d)}",
     ]
     if status.metrics:
         passing = sum(r.verdict == "pass" for r in status.metrics)
@@ -45,3 +46,15 @@ def summarize(d: Decision) -> str | None:
     if status.reason == "AwaitingAnalysis":
         parts.append("waiting for every metric to pass before promotion")
     return "; ".join(parts)
+
+
+def _pod_share(d: Decision) -> str:
+    """Without a router the weight is a pod count: say so when it is far from the weight."""
+    weight = d.status.canary_weight or 0
+    if d.spec.traffic_routing is not None or d.autoscaled or weight <= 0:
+        return ""
+    canary, pods = pod_share(d.total_replicas, weight)
+    share = round(100 * canary / pods) if pods else 0
+    if abs(share - weight) < 5:
+        return ""
+    return f" ({canary} of {pods} pods, so about {share}% of requests)"

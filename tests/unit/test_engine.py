@@ -278,6 +278,25 @@ def test_a_recreate_deployment_rolls_stable_without_going_down_then_is_recreate_
     assert rolled[0].max_unavailable == "0" and rolled[-1].recreate
 
 
+def test_a_one_replica_deployment_keeps_its_stable_pod_beside_the_canary() -> None:
+    """ "10%" of one pod is one canary pod; taking stable's only pod would make it 100%."""
+    world = _world(replicas=1)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    status = world.status
+    assert status.phase == "Paused" and status.canary_weight == 10
+    assert world.stable.replicas == 1 and world.canary is not None and world.canary.replicas == 1
+    assert "(1 of 2 pods, so about 50% of requests)" in (status.message or "")
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.stable.replicas == 1
+    assert min(cap for *_, cap in world.log) >= 1
+
+
+def test_the_message_says_nothing_extra_when_pods_match_the_weight() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert "pods" not in (world.status.message or "")
+
+
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
     spec = make_spec(steps=STEPS)
     status = CanaryReleaseStatus()
