@@ -23,6 +23,7 @@ from controller.api.status import (
     MetricResult,
     PostPromotionStatus,
 )
+from controller.engine.deploy_windows import IN_BLACKOUT, OUTSIDE_WINDOW
 from controller.engine.summary import describe_step
 
 View = dict[str, Any]
@@ -88,6 +89,10 @@ def step_view(
         "secondsLeft": None,
         "waitingFor": None,
     }
+    held = _promotion_hold(status)
+    if held is not None:  # the steps are done; the promotion itself waits
+        view["waitingFor"] = held
+        return view
     if step.pause is None:
         view["waitingFor"] = "the canary's pods to be Ready at this weight"
         return view
@@ -101,6 +106,16 @@ def step_view(
     if status.paused_at is not None:
         view["waitingFor"] = "a human: paused, canaryctl resume"
     return view
+
+
+def _promotion_hold(status: CanaryReleaseStatus) -> str | None:
+    if status.reason == "AwaitingAnalysis":
+        return "every metric to pass before promotion (or canaryctl promote)"
+    if status.reason in (OUTSIDE_WINDOW, IN_BLACKOUT):
+        opens = status.gates.not_before if status.gates is not None else None
+        when = f" at {opens.isoformat()}" if opens is not None else ""
+        return f"the promote window to open{when} (or canaryctl promote)"
+    return None
 
 
 def metric_views(spec: CanaryReleaseSpec | None, status: CanaryReleaseStatus) -> list[View]:

@@ -85,6 +85,20 @@ def test_time_left_stops_while_paused_by_a_human() -> None:
     assert step["secondsLeft"] == 55 * 60 and "canaryctl resume" in step["waitingFor"]
 
 
+def test_a_release_held_at_its_last_step_says_what_holds_the_promotion() -> None:
+    last = {**PAUSED, "currentStepIndex": 2, "reason": "AwaitingAnalysis"}
+    step = status_view(_release(last), NOW)["step"]
+    assert step["description"] == "setWeight 100"
+    assert step["waitingFor"].startswith("every metric to pass before promotion")
+    window = {
+        **last,
+        "reason": "OutsideDeployWindow",
+        "gates": {"notBefore": _at(timedelta(hours=2))},
+    }
+    step = status_view(_release(window), NOW)["step"]
+    assert step["waitingFor"].startswith(f"the promote window to open at {_at(timedelta(hours=2))}")
+
+
 def test_every_metric_with_its_bound_latest_values_and_trend() -> None:
     metrics = status_view(_release(PAUSED), NOW)["metrics"]
     first, second = metrics
