@@ -227,17 +227,22 @@ def test_the_transaction_is_read_only_even_if_the_table_is_a_trap(database: str)
         assert conn.execute("SELECT count(*) FROM side_effects").fetchone() == (0,)
 
 
-def test_a_slow_query_hits_the_statement_timeout_and_is_not_a_breach(database: str) -> None:
+def _slow_view(database: str, seconds: int) -> None:
+    """`slow_logs`: the audit table, after `seconds` of sleep in the server."""
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(SCHEMA)
         conn.execute(
-            """
+            f"""
             CREATE FUNCTION slow() RETURNS SETOF audit_logs LANGUAGE sql AS $$
-                SELECT pg_sleep(5); SELECT * FROM audit_logs;
+                SELECT pg_sleep({seconds}); SELECT * FROM audit_logs;
             $$;
             CREATE VIEW slow_logs AS SELECT * FROM slow();
-            """
+            """.encode()
         )
+
+
+def test_a_slow_query_hits_the_statement_timeout_and_is_not_a_breach(database: str) -> None:
+    _slow_view(database, 5)
     source = _source(database, _config(table="slow_logs", statementTimeout="300ms"))
     with pytest.raises(AuditLogUnreachable, match="statement timeout"):
         source.fetch(_plan(WINDOW))
@@ -245,16 +250,7 @@ def test_a_slow_query_hits_the_statement_timeout_and_is_not_a_breach(database: s
 
 def test_a_server_that_stops_answering_is_unreachable_within_the_timeout(database: str) -> None:
     """Its own statement_timeout cannot fire: the client gives up by itself, in seconds."""
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute(
-            """
-            CREATE FUNCTION slow() RETURNS SETOF audit_logs LANGUAGE sql AS $$
-                SELECT pg_sleep(60); SELECT * FROM audit_logs;
-            $$;
-            CREATE VIEW slow_logs AS SELECT * FROM slow();
-            """
-        )
+    _slow_view(database, 60)
     source = _source(database, _config(table="slow_logs", statementTimeout="1s"))
     with frozen_backend(database, APPLICATION_NAME, "slow_logs") as frozen:
         began = time.monotonic()

@@ -14,6 +14,7 @@ from controller.api.status import CanaryReleaseStatus
 from controller.runtime.measuring import measure
 from devenv.backfill import constant, openmetrics, request_series, with_step
 from devenv.prometheus import PrometheusServer, free_port
+from tests.canned_http import canned_http
 from tests.concurrent_calls import dropped_connections
 from tests.fixtures_servers import BackfillFactory
 
@@ -97,29 +98,12 @@ def test_answers_that_are_not_one_instant_vector_are_rejected(history: Prometheu
 
 def test_a_login_page_at_the_address_is_rejected_clearly() -> None:
     """An auth proxy in front of Prometheus answers 200 with HTML, not the query API's JSON."""
-    import http.server
-    import threading
-
-    class LoginPage(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body>Sign in</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LoginPage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}")
-        with pytest.raises(QueryRejected, match="other than the Prometheus query API's JSON"):
-            source.query("up", END)
-    finally:
-        server.shutdown()
+    page = b"<html><body>Sign in</body></html>"
+    with (
+        canned_http(200, page, {"Content-Type": "text/html"}) as (url, _),
+        pytest.raises(QueryRejected, match="other than the Prometheus query API's JSON"),
+    ):
+        PrometheusSource(url).query("up", END)
 
 
 def test_unreachable_prometheus_fails_fast_and_clearly() -> None:

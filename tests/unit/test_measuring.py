@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from controller.adapters.ports import MetricsUnreachable, QueryRejected
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, PostPromotionStatus
+from controller.engine.observations import Measurement
 from controller.runtime.measuring import measure
 from controller.runtime.watching import measure_after_promotion
 
@@ -47,13 +48,18 @@ def _spec(**extra: object) -> CanaryReleaseSpec:
     )
 
 
-def test_analysis_stops_asking_once_prometheus_is_unreachable() -> None:
+def _analysis(source: Failing) -> tuple[Measurement, ...]:
+    """One round of three metrics, in a pause an hour old."""
     spec = _spec(
         analysis={"prometheus": {"address": "http://p"}, "metrics": _metrics("m_a", "m_b", "m_c")}
     )
     status = CanaryReleaseStatus(step_started_at=AT - timedelta(hours=1), phase="Paused")
+    return measure(source, spec, status, namespace="ns", name="app", at=AT)
+
+
+def test_analysis_stops_asking_once_prometheus_is_unreachable() -> None:
     source = Failing({"m_b": MetricsUnreachable("http://p: connection refused")})
-    a, b, c = measure(source, spec, status, namespace="ns", name="app", at=AT)
+    a, b, c = _analysis(source)
     assert source.sent == 3  # a for both tracks, then b once; c is not asked
     assert a.canary == 0.01 and not a.unreachable
     assert b.unreachable and c.unreachable and c.error == "http://p: connection refused"
@@ -61,12 +67,8 @@ def test_analysis_stops_asking_once_prometheus_is_unreachable() -> None:
 
 
 def test_a_rejected_query_does_not_stop_the_others() -> None:
-    spec = _spec(
-        analysis={"prometheus": {"address": "http://p"}, "metrics": _metrics("m_a", "m_b", "m_c")}
-    )
-    status = CanaryReleaseStatus(step_started_at=AT - timedelta(hours=1), phase="Paused")
     source = Failing({"m_a": QueryRejected("parse error")})
-    a, b, c = measure(source, spec, status, namespace="ns", name="app", at=AT)
+    a, b, c = _analysis(source)
     assert a.error == "parse error" and not a.unreachable
     assert b.canary == 0.01 and c.stable == 0.01 and source.sent == 5
 

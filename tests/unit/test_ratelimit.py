@@ -65,41 +65,20 @@ def test_retry_after_as_seconds_or_an_http_date() -> None:
 
 def test_an_apiserver_429_holds_every_caller_and_is_not_slept_through_inside_the_call() -> None:
     """A throttling apiserver stands in for the real one, which cannot be made to 429 on cue."""
-    import http.server
-    import threading
-
     import pytest
     from kubernetes import client
 
     from controller.runtime.clients import CountingApiClient
+    from tests.canned_http import canned_http
 
-    asked: list[str] = []
-
-    class Throttling(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":429}'
-            self.send_response(429)
-            self.send_header("Retry-After", "7")
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":429}'
+    headers = {"Retry-After": "7", "Content-Type": "application/json"}
     clock = Clock()
     limiter = RateLimiter(0.0, 1, clock=clock, sleep=clock.sleep)
-    config = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
-    api = CountingApiClient(limiter=limiter, configuration=config)
-    try:
+    with canned_http(429, body, headers) as (url, asked):
+        api = CountingApiClient(limiter=limiter, configuration=client.Configuration(host=url))
         with pytest.raises(client.ApiException) as raised:
             client.AppsV1Api(api).read_namespaced_deployment("app", "shop")
-    finally:
-        server.shutdown()
     assert raised.value.status == 429
     assert len(asked) == 1  # urllib3 did not sleep 7 s and ask again, three times
     assert limiter.acquire() == 7.0  # the next caller, whoever it is, waits instead

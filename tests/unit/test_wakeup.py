@@ -167,14 +167,8 @@ def test_removing_the_analysis_or_the_watch_leaves_no_overdue_deadline() -> None
     later = T0 + timedelta(minutes=30)
     assert next_wakeup(world.spec, world.status, later, poll=POLL, resync=RESYNC) > later
 
-    watched = spec.model_validate(
-        {**spec.model_dump(by_alias=True), "postPromotion": {"duration": "2h", "interval": "1m"}}
-    )
-    world = World(spec=watched, metric=lambda q, t, at: 0.01, start=T0)
-    world.run(until=timedelta(hours=1, minutes=20), every=timedelta(seconds=30))
-    assert world.status.post_promotion is not None
-    assert world.status.post_promotion.state == "Watching"
-    world.spec = watched.model_copy(update={"post_promotion": None})
+    world = _promoted_and_watched()
+    world.spec = world.spec.model_copy(update={"post_promotion": None})
     world.tick(T0 + timedelta(hours=1, minutes=30))
     assert world.status.post_promotion.state == "Ended"
     much_later = T0 + timedelta(hours=5)
@@ -183,7 +177,8 @@ def test_removing_the_analysis_or_the_watch_leaves_no_overdue_deadline() -> None
     )
 
 
-def test_a_new_release_ends_the_last_one_s_watch() -> None:
+def _promoted_and_watched() -> World:
+    """v2 promoted 10 minutes ago, under a 2-hour watch."""
     spec = make_spec(steps=[{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}])
     watched = spec.model_validate(
         {**spec.model_dump(by_alias=True), "postPromotion": {"duration": "2h", "interval": "1m"}}
@@ -192,7 +187,12 @@ def test_a_new_release_ends_the_last_one_s_watch() -> None:
     world.run(until=timedelta(hours=1, minutes=20), every=timedelta(seconds=30))
     assert world.status.post_promotion is not None
     assert world.status.post_promotion.state == "Watching"
-    release = watched.release.model_copy(update={"tag": "v3"})
-    world.spec = watched.model_copy(update={"release": release})
+    return world
+
+
+def test_a_new_release_ends_the_last_one_s_watch() -> None:
+    world = _promoted_and_watched()
+    release = world.spec.release.model_copy(update={"tag": "v3"})
+    world.spec = world.spec.model_copy(update={"release": release})
     world.tick(T0 + timedelta(hours=1, minutes=30))
     assert world.status.canary_tag == "v3" and world.status.post_promotion.state == "Ended"
