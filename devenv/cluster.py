@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devenv.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI_STATE_DIR = REPO_ROOT / ".cluster"
@@ -111,13 +112,6 @@ def _check_binaries(bin_dir: Path) -> None:
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing:
         raise ClusterError(f"missing binaries in {bin_dir}: {', '.join(missing)}")
-
-
-def free_port() -> int:
-    """A port that is free right now, so parallel clusters never collide."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- PKI

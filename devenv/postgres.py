@@ -16,7 +16,6 @@ import pathlib
 import pwd
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -25,6 +24,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from devenv.ports import free_port
 
 PG_BIN = pathlib.Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SYSTEM_USER = "postgres"
@@ -51,13 +52,6 @@ _SETTINGS = {
 
 class PostgresError(RuntimeError):
     """The server failed to initialise or start."""
-
-
-def free_port() -> int:
-    """Ask the kernel for an unused loopback port (racy, so callers retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as() -> dict[str, Any]:

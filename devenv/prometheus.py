@@ -19,13 +19,14 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+
+from devenv.ports import free_port
 
 PROMETHEUS_BIN = os.environ.get("PROMETHEUS_BIN", shutil.which("prometheus") or "prometheus")
 PROMTOOL_BIN = os.environ.get("PROMTOOL_BIN", shutil.which("promtool") or "promtool")
@@ -43,13 +44,6 @@ QueryTime = float | dt.datetime | None
 
 class PrometheusError(RuntimeError):
     """Prometheus failed to start or rejected a query."""
-
-
-def free_port() -> int:
-    """Ask the kernel for an unused loopback port (racy, so callers retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config_yaml(targets_file: pathlib.Path, scrape_interval: str) -> str:

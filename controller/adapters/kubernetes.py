@@ -78,6 +78,21 @@ def _container_index(containers: list[dict[str, Any]], name: str | None) -> int:
     raise LookupError(f"container {name!r} not found in the pod template")
 
 
+FIELD_MANAGER = "canary-controller"
+
+
+def replicas_owner(metadata: dict[str, Any]) -> str | None:
+    """Who last set `spec.replicas`, from the apiserver's field ownership (None: unknown)."""
+    owners = [
+        str(entry.get("manager"))
+        for entry in metadata.get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    if not owners or FIELD_MANAGER in owners:
+        return None
+    return owners[-1]
+
+
 def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentView:
     spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
     containers = spec["template"]["spec"]["containers"]
@@ -100,6 +115,7 @@ def deployment_view(obj: dict[str, Any], container: str | None) -> DeploymentVie
         progress_deadline_s=int(
             spec.get("progressDeadlineSeconds") or KUBERNETES_PROGRESS_DEADLINE_S
         ),
+        replicas_set_by=replicas_owner(obj["metadata"]),
     )
 
 
@@ -283,6 +299,7 @@ class KubernetesCluster:
                     target,
                     namespace,
                     {"spec": {"replicas": replicas}},
+                    field_manager=FIELD_MANAGER,
                 )
             case UpdateStable():
                 self._update_stable(release, spec, action)
@@ -307,7 +324,12 @@ class KubernetesCluster:
                 raise LookupError(f"target Deployment {spec.target_ref.name} disappeared")
             body = canary_manifest(release, spec, stable, image, replicas)
             try:
-                _call(self._apps.create_namespaced_deployment, namespace, body)
+                _call(
+                    self._apps.create_namespaced_deployment,
+                    namespace,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                )
             except ApiException as exc:
                 if exc.status != 409:  # created by an earlier, interrupted attempt
                     raise
@@ -322,7 +344,13 @@ class KubernetesCluster:
                 "value": image,
             },
         ]
-        _call(self._apps.patch_namespaced_deployment, name, namespace, patch)
+        _call(
+            self._apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+        )
 
     def _update_stable(
         self, release: dict[str, Any], spec: CanaryReleaseSpec, action: UpdateStable
@@ -368,7 +396,13 @@ class KubernetesCluster:
                     "value": {"type": "RollingUpdate", "rollingUpdate": rolling},
                 }
             )
-        _call(self._apps.patch_namespaced_deployment, name, namespace, patch)
+        _call(
+            self._apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+        )
 
     def _delete_canary(self, namespace: str, target: str) -> None:
         try:

@@ -71,6 +71,7 @@ def decide(
     _adopt(d)
     _handle_command(d)
     _handle_tag(d)
+    _follow_resize(d)
     if d.status.phase in ("Progressing", "Paused"):
         _run_canary(d)
     if d.status.phase == "Promoting":
@@ -142,6 +143,28 @@ def _target_found(d: Decision) -> None:
     )
     if status.phase == "Failed" and status.reason in ("TargetNotFound", "InvalidSpec"):
         status.phase, status.reason = "Idle", None
+
+
+def _follow_resize(d: Decision) -> None:
+    """Someone else set the target's size while the release holds it: that is its full size now.
+
+    During an incident a human scales up by hand; reverting that within a
+    second would take the capacity away again. Their number is the new total:
+    the canary's share comes out of it, and it is restored after the release.
+    """
+    status, target = d.status, d.target
+    pending = d.active or status.saved_strategy is not None or d.observed.canary is not None
+    by = target.replicas_set_by
+    if d.autoscaled or not pending or by is None or status.target_replicas is None:
+        return
+    if target.replicas == status.target_replicas:
+        return
+    d.event(
+        "TargetResized",
+        f"{target.name}'s replicas set to {target.replicas} by {by} "
+        f"(was {status.target_replicas}): its full size from now on, the canary's share included",
+    )
+    status.target_replicas = target.replicas
 
 
 def _adopt(d: Decision) -> None:

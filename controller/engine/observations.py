@@ -39,6 +39,9 @@ class DeploymentView:
     template change, so it may be older than the rollout now running."""
     progress_deadline_s: int = KUBERNETES_PROGRESS_DEADLINE_S
     """`spec.progressDeadlineSeconds`."""
+    replicas_set_by: str | None = None
+    """Who else (a field manager: kubectl, a GitOps tool) last set `replicas`; None when
+    the controller did, or nobody can tell."""
 
     def settled(self, image: str, replicas: int) -> bool:
         """True once the Deployment controller has fully rolled out `image` at `replicas`.

@@ -65,6 +65,8 @@ class SimDeployment:
     pods: list[Pod] = field(default_factory=list)
     progress_deadline: timedelta | None = None
     """`progressDeadlineSeconds`: a rollout without progress this long reports a stall."""
+    replicas_set_by: str | None = None
+    """Who else last set `replicas` (`kubectl scale`); the controller's writes clear it."""
     _progress: tuple[str, int, datetime] | None = field(default=None, init=False, repr=False)
     """(image, its Ready pods, when that last changed): what the deadline is measured on."""
 
@@ -114,6 +116,7 @@ class SimDeployment:
             updated_replicas=updated,
             max_unavailable=self.max_unavailable,
             max_surge=self.max_surge,
+            replicas_set_by=self.replicas_set_by,
             stalled=self._stalled(now),
             # every pod, old and new, as the Deployment's status.replicas counts them:
             # a rollout with old pods left is not done, however many are Ready
@@ -212,10 +215,11 @@ class SimulatedWorld:
                         )
                     self.canary.replicas, self.canary.image = replicas, image
                 case ScaleStable(replicas=replicas):
-                    self.stable.replicas = replicas
+                    self.stable.replicas, self.stable.replicas_set_by = replicas, None
                 case UpdateStable():
                     if action.replicas is not None:
                         self.stable.replicas = action.replicas
+                        self.stable.replicas_set_by = None
                     self.stable.image = action.image
                     if action.recreate:
                         self.stable.max_unavailable = self.stable.max_surge = None

@@ -118,6 +118,11 @@ def deployment_record(body: Mapping[str, Any]) -> dict[str, Any]:
             "name": meta.get("name"),
             "generation": meta.get("generation"),
             "resourceVersion": meta.get("resourceVersion"),
+            "managedFields": [  # only who owns spec.replicas (see replicas_owner)
+                {"manager": entry.get("manager"), "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+                for entry in meta.get("managedFields") or []
+                if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+            ],
         },
         "spec": {
             "replicas": spec.get("replicas", 1),

@@ -7,12 +7,19 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
-from controller.adapters.kubernetes import KubernetesCluster
+from controller.adapters.kubernetes import KubernetesCluster, deployment_view
 from controller.adapters.ports import StatusConflict
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, HistoryEntry
-from controller.engine.actions import DeleteCanary, RecordEvent, ScaleCanary, UpdateStable
+from controller.engine.actions import (
+    DeleteCanary,
+    RecordEvent,
+    ScaleCanary,
+    ScaleStable,
+    UpdateStable,
+)
 from controller.engine.observations import PodHealth
+from controller.runtime.caches import deployment_record
 from controller.runtime.clients import CountingApiClient
 from devenv.cluster import BEHAVIOR_IMAGE
 from tests.concurrent_calls import dropped_connections
@@ -103,6 +110,34 @@ def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
     assert releases.deployment("payments-canary") is None
     adapter.record_event(obj, RecordEvent("Warning", "RolledBack", "because"))
     assert "RolledBack" in releases.event_reasons("payments")
+
+
+def test_who_last_set_the_replicas_is_read_from_field_ownership(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    """The controller's own writes are its own; a `kubectl scale` after them is a human's."""
+    releases.create_deployment("payments", 4, "registry.example.com/payments:v1")
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(namespace, "payments")
+    assert obj is not None
+    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+
+    def owner() -> tuple[str | None, str | None]:
+        body = client.ApiClient().sanitize_for_serialization(
+            releases.apps.read_namespaced_deployment("payments", namespace)
+        )
+        direct = adapter.read_deployment(namespace, "payments", "app")
+        cached = deployment_view(deployment_record(body), "app")  # what the watch index keeps
+        assert direct is not None
+        return direct.replicas_set_by, cached.replicas_set_by
+
+    assert owner()[0] is not None  # created by the test's client: someone else
+    adapter.apply(obj, spec, ScaleStable(3))
+    assert owner() == (None, None)  # the controller's own write
+    releases.apps.patch_namespaced_deployment_scale(
+        "payments", namespace, {"spec": {"replicas": 8}}, field_manager="kubectl"
+    )
+    assert owner() == ("kubectl", "kubectl")
 
 
 def test_a_recreate_deployment_rolls_for_the_rollout_and_is_recreate_again_after(

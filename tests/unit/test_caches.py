@@ -68,7 +68,10 @@ DEPLOYMENT = {
         "resourceVersion": "99",
         "labels": {"app": "web"},
         "annotations": {"deployment.kubernetes.io/revision": "3", "big": "x" * 5000},
-        "managedFields": [{"manager": "kubectl"}] * 10,
+        "managedFields": [
+            {"manager": "helm", "fieldsV1": {"f:spec": {"f:template": {}, "f:replicas": {}}}},
+            *[{"manager": "kubectl", "fieldsV1": {"f:metadata": {}}}] * 9,
+        ],
     },
     "spec": {
         "replicas": 6,
@@ -110,7 +113,11 @@ def test_a_trimmed_deployment_gives_the_same_view_for_every_container() -> None:
     record = deployment_record(DEPLOYMENT)
     for container in (None, "sidecar", "app"):
         assert deployment_view(record, container) == deployment_view(DEPLOYMENT, container)
-    assert "managedFields" not in record["metadata"]
+    # of the managed fields, only who owns spec.replicas is kept
+    assert record["metadata"]["managedFields"] == [
+        {"manager": "helm", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]
+    assert deployment_view(record, "app").replicas_set_by == "helm"
     assert len(repr(record)) < len(repr(DEPLOYMENT)) / 5
 
 

@@ -297,6 +297,35 @@ def test_the_message_says_nothing_extra_when_pods_match_the_weight() -> None:
     assert "pods" not in (world.status.message or "")
 
 
+def test_a_human_scale_up_mid_canary_is_the_new_full_size_not_reverted() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.stable.replicas == 9 and world.canary is not None
+    world.stable.replicas, world.stable.replicas_set_by = 20, "kubectl"  # kubectl scale
+    mark = len(world.log)
+    world.start = T0 + timedelta(minutes=10, seconds=30)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.target_replicas == 20
+    assert world.canary.replicas == 2 and world.stable.replicas == 18  # 10% of 20
+    assert min(cap for *_, cap in world.log[mark + 2 :]) >= 20
+    resized = [
+        a.message
+        for _, _, acts, _ in world.log[mark:]
+        for a in acts
+        if isinstance(a, RecordEvent) and a.reason == "TargetResized"
+    ]
+    assert len(resized) == 1 and "set to 20 by kubectl (was 10)" in resized[0]
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.stable.replicas == 20
+
+
+def test_the_controller_s_own_resizes_are_not_mistaken_for_a_human_s() -> None:
+    world = _world()
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.stable.replicas == 10
+    assert "TargetResized" not in _events(world)
+
+
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
     spec = make_spec(steps=STEPS)
     status = CanaryReleaseStatus()
