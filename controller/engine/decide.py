@@ -146,18 +146,21 @@ def _target_found(d: Decision) -> None:
 
 
 def _follow_resize(d: Decision) -> None:
-    """Someone else set the target's size while the release holds it: that is its full size now.
+    """Someone else scaled the target up while the release holds it: that is its full size now.
 
     During an incident a human scales up by hand; reverting that within a
     second would take the capacity away again. Their number is the new total:
     the canary's share comes out of it, and it is restored after the release.
+    Only a size above the total counts: below it is where the controller
+    itself keeps stable during a canary, and an earlier version of it wrote
+    those sizes under another field manager.
     """
     status, target = d.status, d.target
     pending = d.active or status.saved_strategy is not None or d.observed.canary is not None
     by = target.replicas_set_by
     if d.autoscaled or not pending or by is None or status.target_replicas is None:
         return
-    if target.replicas == status.target_replicas:
+    if target.replicas <= status.target_replicas:
         return
     d.event(
         "TargetResized",

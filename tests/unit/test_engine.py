@@ -319,11 +319,20 @@ def test_a_human_scale_up_mid_canary_is_the_new_full_size_not_reverted() -> None
     assert world.status.phase == "Succeeded" and world.stable.replicas == 20
 
 
-def test_the_controller_s_own_resizes_are_not_mistaken_for_a_human_s() -> None:
-    world = _world()
-    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
-    assert world.status.phase == "Succeeded" and world.stable.replicas == 10
-    assert "TargetResized" not in _events(world)
+def test_sizes_below_the_total_are_never_taken_for_a_new_total() -> None:
+    """Stable at 9 of 10, last written by an older controller under another field manager
+    (as after an upgrade mid-canary), or by anyone: the total stays, and so does a
+    1-replica release's single pod."""
+    for replicas in (10, 1):
+        world = _world(replicas=replicas)
+        world.stable.replicas_set_by = "helm"
+        world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+        world.stable.replicas_set_by = "OpenAPI-Generator"
+        world.start = T0 + timedelta(minutes=10, seconds=30)
+        world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+        assert world.status.phase == "Succeeded" and world.stable.replicas == replicas
+        assert "TargetResized" not in _events(world)
+        assert min(cap for *_, cap in world.log) >= replicas
 
 
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
