@@ -44,7 +44,12 @@ from controller.engine.rollout import (
     start_stable_rollout,
 )
 from controller.engine.routing import canary_goal, record_route
-from controller.engine.stalls import rollback_superseded, stalled_rollout, watch_rollback
+from controller.engine.stalls import (
+    rollback_superseded,
+    stable_rolling_back,
+    stalled_rollout,
+    watch_rollback,
+)
 from controller.engine.summary import describe_step, summarize
 from controller.engine.watching import (
     end_watch,
@@ -258,9 +263,12 @@ def _handle_tag(d: Decision) -> None:
             # The previous tag is what runs from here on, whatever comes next:
             # rolling back the new tag must not bring back the one undone.
             finish_quick_rollback(d, quick_rollback_image(d), superseded_by=tag)
+        elif status.phase == "Promoting" and d.spec.breach_policy == "freeze":
+            return  # never back to the build before the migration: the new tag waits
         elif tag == status.stable_tag or status.phase == "Promoting":
-            # Stable first goes back to the build it ran (settle, this pass): a
-            # half-promoted build must not serve beside, and be judged against, the next.
+            # Stable first goes back to the build it ran (settle); the new canary
+            # starts once it has (below): a half-promoted build must not serve
+            # beside, and be judged against, the next.
             _roll_back(d, "Superseded", reason, outcome="Superseded")
             return
         else:
@@ -272,6 +280,8 @@ def _handle_tag(d: Decision) -> None:
         return
     if status.phase == "RolledBack" and tag == status.canary_tag:
         return  # a rolled-back tag is neither adopted nor retried by itself; `retry` does it
+    if stable_rolling_back(status):
+        return  # the next canary runs beside, and is judged against, the build stable ran
     if d.target.image == d.spec.release.image_for(tag) and d.observed.canary is None:
         status.stable_tag, status.stable_image = tag, d.target.image
         return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from controller.api.status import CanaryReleaseStatus
 from controller.engine.conditions import find_condition, set_condition
 from controller.engine.context import Decision
 
@@ -63,6 +64,18 @@ def rollback_finished(d: Decision, image: str) -> None:
     current = find_condition(d.status.conditions, ROLLBACK_PROGRESSING)
     if current is not None and current.reason != "Completed":
         _set(d, "True", "Completed", f"stable runs {image} on all {d.total_replicas} replicas")
+
+
+def stable_rolling_back(status: CanaryReleaseStatus) -> bool:
+    """Stable is still rolling back to its image, and has not stalled doing so.
+
+    A new release waits for it; one that has stalled is reported, and a new
+    tag then starts anyway (it may be the fix), as it always could.
+    """
+    if status.promotion_started_at is None:
+        return False
+    current = find_condition(status.conditions, ROLLBACK_PROGRESSING)
+    return current is None or current.status != "False"
 
 
 def rollback_superseded(d: Decision, tag: str) -> None:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.context import ACTIVE_PHASES
+from controller.engine.deploy_windows import IN_BLACKOUT, OUTSIDE_WINDOW
 from controller.engine.watching import watching
 
 POLLED_PHASES = ("Waiting", "Blocked", "Progressing", "Promoting")
@@ -46,7 +47,8 @@ def next_wakeup(
     if active and status.canary_unready_since is not None:
         deadlines.append(status.canary_unready_since + spec.health_check.ready_length())
     opens = status.gates.not_before if status.gates is not None else None
-    if opens is not None:  # a deploy window that holds the start or the promotion
+    held = status.phase in ("Waiting", "Blocked") or status.reason in (OUTSIDE_WINDOW, IN_BLACKOUT)
+    if opens is not None and held:  # a deploy window that holds the start or the promotion
         deadlines.append(opens)
     pause_end = _pause_end(spec, status)
     if active and pause_end is not None:

@@ -243,7 +243,11 @@ def test_new_tag_during_the_promotion_puts_stable_back_before_its_canary() -> No
     assert any(p.image.endswith(":v2") for p in world.stable.pods)
     mark = len(world.log)
     world.spec = make_spec(steps=STEPS, tag="v3")
-    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    for _ in range(40):  # 20 minutes; no v3 pod while a v2 pod is still in stable
+        world.tick(world.start)
+        world.start += timedelta(seconds=30)
+        if world.canary is not None and world.canary.image.endswith(":v3"):
+            assert all(p.image.endswith(":v1") for p in world.stable.pods)
 
     status = world.status
     assert status.canary_tag == "v3" and status.phase == "Paused" and status.stable_tag == "v1"
@@ -257,6 +261,21 @@ def test_new_tag_during_the_promotion_puts_stable_back_before_its_canary() -> No
     ]
     assert started == ["canary of v3 started (stable: v1)"]
     assert min(cap for *_, cap in world.log[mark:]) >= 10
+
+
+def test_under_breach_policy_freeze_a_new_tag_waits_for_the_promotion_instead() -> None:
+    """Freeze never goes back to the build before the migration: v2 finishes, then v3 starts."""
+    raw = make_spec(steps=STEPS).model_dump(by_alias=True, exclude_none=True)
+    world = _promoting(
+        _world(spec=CanaryReleaseSpec.model_validate(raw | {"breachPolicy": "freeze"}))
+    )
+    world.spec = CanaryReleaseSpec.model_validate(
+        raw | {"breachPolicy": "freeze", "release": {**raw["release"], "tag": "v3"}}
+    )
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    assert [(h.tag, h.outcome) for h in world.status.history] == [("v2", "Succeeded")]
+    assert world.status.stable_tag == "v2" and world.status.canary_tag == "v3"
+    assert all(p.image.endswith(":v2") for p in world.stable.pods)
 
 
 def test_a_recreate_deployment_rolls_stable_without_going_down_then_is_recreate_again() -> None:

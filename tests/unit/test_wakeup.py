@@ -154,6 +154,13 @@ def test_a_closed_promote_window_wakes_the_release_when_it_opens() -> None:
         gates=GatesStatus(not_before=T0 + timedelta(minutes=3)),
     )
     assert wake(status) == T0 + timedelta(minutes=3)  # not the resync, 5 minutes away
+    # a window that no longer holds anything (the release was rolled back meanwhile)
+    # is no deadline, past or not: it would wake the release every second
+    for when in (T0 - timedelta(minutes=1), T0 + timedelta(minutes=3)):
+        ended = CanaryReleaseStatus(
+            phase="RolledBack", reason="MetricBreach", gates=GatesStatus(not_before=when)
+        )
+        assert wake(ended) == T0 + RESYNC
 
 
 def test_removing_the_analysis_or_the_watch_leaves_no_overdue_deadline() -> None:
