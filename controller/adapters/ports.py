@@ -22,7 +22,16 @@ class QueryRejected(Exception):
 
 
 class MetricsUnreachable(Exception):
-    """Prometheus did not answer: the analysis holds, it never fails on this."""
+    """Prometheus did not answer: the analysis holds, it never fails on this.
+
+    `connection` is True when no connection could be made at all, so every
+    other query to the same address would fail the same way; a query that
+    timed out or got a 5xx says nothing about the next one.
+    """
+
+    def __init__(self, message: str, *, connection: bool = False) -> None:
+        super().__init__(message)
+        self.connection = connection
 
 
 class StatusConflict(Exception):

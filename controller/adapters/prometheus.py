@@ -84,7 +84,7 @@ class PrometheusSource:
         try:
             result = self._query_with_retries(promql, at)
         except _TRANSIENT as exc:
-            raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
+            raise _unreachable(self.address, exc) from exc
         return _single_value(result)
 
     def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
@@ -92,7 +92,7 @@ class PrometheusSource:
         try:
             result = self._query_with_retries(promql, at)
         except _TRANSIENT as exc:
-            raise MetricsUnreachable(f"{self.address}: {_short(exc)}") from exc
+            raise _unreachable(self.address, exc) from exc
         if _is_scalar(result):
             return [({}, _number(result[1]))]
         return [(dict(r.get("metric") or {}), _number(_sample(r)[1])) for r in _series(result)]
@@ -181,6 +181,12 @@ def _prometheus_error(text: str) -> str:
             body = ast.literal_eval(text[start + 1 : text.rindex(")")])
             return str(json.loads(body).get("error", text))
     return text
+
+
+def _unreachable(address: str, exc: BaseException) -> MetricsUnreachable:
+    # A connect timeout is a ConnectionError too; a read timeout or a 5xx is not.
+    refused = isinstance(exc, requests.ConnectionError)
+    return MetricsUnreachable(f"{address}: {_short(exc)}", connection=refused)
 
 
 def _short(exc: BaseException) -> str:

@@ -91,8 +91,11 @@ def measure(
                     continue
                 counts = {t: _counts(source, metric, render_counters, t, at) for t in TRACKS}
             except MetricsUnreachable as exc:
-                # One Prometheus serves every metric: asking it again for each would
-                # hold this pass (and the health check after it) for every timeout.
+                if not exc.connection:  # this query timed out; the next may answer
+                    results.append(Measurement(metric.name, None, None, shown, str(exc), True))
+                    continue
+                # No connection to the Prometheus that serves every metric: asking it
+                # again for each would hold this pass (and the health check after it).
                 unreachable = str(exc)
             except QueryRejected as exc:
                 results.append(Measurement(metric.name, None, None, shown, str(exc)))

@@ -41,7 +41,10 @@ def measure_after_promotion(
             try:
                 value = source.query(promql, at)
             except MetricsUnreachable as exc:
-                unreachable = str(exc)  # the same Prometheus serves the rest: not asked again
+                if not exc.connection:  # this query timed out; the next may answer
+                    results.append(Measurement(metric.name, None, None, promql, str(exc), True))
+                    continue
+                unreachable = str(exc)  # no connection to the Prometheus of the rest either
             except QueryRejected as exc:
                 results.append(Measurement(metric.name, None, None, promql, str(exc)))
                 continue

@@ -109,9 +109,10 @@ def test_a_login_page_at_the_address_is_rejected_clearly() -> None:
 def test_unreachable_prometheus_fails_fast_and_clearly() -> None:
     source = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=1, attempts=3)
     began = time.monotonic()
-    with pytest.raises(MetricsUnreachable, match=r"127\.0\.0\.1"):
+    with pytest.raises(MetricsUnreachable, match=r"127\.0\.0\.1") as raised:
         source.query("up", END)
     assert time.monotonic() - began < 30  # bounded retries, not a hang
+    assert raised.value.connection  # no connection at all: no other query is worth sending
 
 
 def test_measure_renders_both_tracks_over_the_step_window(history: PrometheusServer) -> None:

@@ -58,7 +58,7 @@ def _analysis(source: Failing) -> tuple[Measurement, ...]:
 
 
 def test_analysis_stops_asking_once_prometheus_is_unreachable() -> None:
-    source = Failing({"m_b": MetricsUnreachable("http://p: connection refused")})
+    source = Failing({"m_b": MetricsUnreachable("http://p: connection refused", connection=True)})
     a, b, c = _analysis(source)
     assert source.sent == 3  # a for both tracks, then b once; c is not asked
     assert a.canary == 0.01 and not a.unreachable
@@ -80,8 +80,18 @@ def test_the_watch_after_promotion_stops_asking_once_prometheus_is_unreachable()
         state="Watching", started_at=AT - timedelta(minutes=10), until=AT + timedelta(hours=1)
     )
     status = CanaryReleaseStatus(phase="Succeeded", post_promotion=watch)
-    source = Failing({"m_a": QueryRejected("parse error"), "m_b": MetricsUnreachable("down")})
+    down = MetricsUnreachable("down", connection=True)
+    source = Failing({"m_a": QueryRejected("parse error"), "m_b": down})
     a, b, c = measure_after_promotion(source, spec, status, namespace="ns", name="app", at=AT)
     assert source.sent == 2
     assert a.error == "parse error" and not a.unreachable
     assert b.unreachable and c.unreachable and c.error == "down" and "m_c_total{" in c.query
+
+
+def test_one_query_that_times_out_does_not_hide_the_metrics_after_it() -> None:
+    """A heavy query's read timeout says nothing about the next: the cheap one that breaches
+    is still measured."""
+    source = Failing({"m_a": MetricsUnreachable("http://p: read timed out")})
+    a, b, c = _analysis(source)
+    assert a.unreachable and not b.unreachable and c.canary == 0.01
+    assert source.sent == 5
