@@ -89,7 +89,7 @@ class LeaderElector:
         self.last_attempt: float | None = None
         self._observed_version: str | None = None
         self._observed_at = 0.0
-        self._renewed_at = 0.0
+        self._renewed_at = self._renewal_began = 0.0
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -98,9 +98,10 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round trip: take the Lease if free or expired, renew it if ours.
 
-        A renewal counts from when this attempt began, not from its answer: a
-        standby times the lease from when it sees the write, which is never
-        before the attempt began, so the leader's own deadline can only run out first.
+        Two times are kept for a renewal: when it was answered, from which the
+        renew deadline runs (as in client-go), and when its attempt began, from
+        which the lease itself may run out for a standby (it times the lease
+        from when it sees the write, never before the attempt began).
         """
         began = self.last_attempt = self._clock()
         timeout = self.timing.request_timeout
@@ -136,7 +137,8 @@ class LeaderElector:
                 self._set_leader(False)
                 return False
             raise
-        self.last_contact, self._renewed_at = self._clock(), began
+        self.last_contact = self._renewed_at = self._clock()
+        self._renewal_began = began
         self.holder = self.identity
         self._set_leader(True)
         return True
@@ -152,7 +154,8 @@ class LeaderElector:
             if exc.status == 409:  # created by another replica a moment ago
                 return False
             raise
-        self.last_contact, self._renewed_at = self._clock(), began
+        self.last_contact = self._renewed_at = self._clock()
+        self._renewal_began = began
         self.holder = self.identity
         self._set_leader(True)
         return True
@@ -235,8 +238,17 @@ class LeaderElector:
                 self._set_leader(False)
                 on_lost()
 
+        timing = self.timing
+        # Stop a little before a standby may take the lease: the slack covers this
+        # thread's own polling and the time to exit.
+        slack = min(1.0, (timing.lease_duration - timing.renew_deadline) / 2)
+
         def overdue() -> bool:
-            return self._clock() - self._renewed_at > self.timing.renew_deadline
+            now = self._clock()
+            return (
+                now - self._renewed_at > timing.renew_deadline
+                or now - self._renewal_began > timing.lease_duration - slack
+            )
 
         def renew() -> None:
             while not self._stop.wait(self.timing.retry_period):

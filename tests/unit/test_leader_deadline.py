@@ -57,3 +57,39 @@ def test_a_hung_renewal_does_not_keep_the_leader_acting_past_the_lease() -> None
     assert leases.written_at is not None and elector.is_leader is False
     # a standby that saw the stored renewal at once may lead lease_duration later
     assert lost_at[0] - leases.written_at < TIMING.lease_duration
+
+
+class OneTimeout:
+    """Renewals take 0.75 s (at full scale); one read between two of them times out."""
+
+    def __init__(self) -> None:
+        self.version, self.reads = 1, 0
+
+    def get_namespaced_custom_object(self, *_: Any, _request_timeout: float) -> dict[str, Any]:
+        self.reads += 1
+        if self.reads == 3:
+            time.sleep(_request_timeout)
+            raise ApiException(status=0, reason="timed out")
+        time.sleep(0.075)
+        spec = {"holderIdentity": "me", "leaseDurationSeconds": 2}
+        return {"metadata": {"resourceVersion": str(self.version)}, "spec": spec}
+
+    def replace_namespaced_custom_object(self, *_: Any, _request_timeout: float) -> None:
+        time.sleep(0.075)
+        self.version += 1
+
+
+def test_one_timed_out_request_between_renewals_does_not_cost_the_leadership() -> None:
+    elector = LeaderElector(
+        client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), "ns", "l", "me", TIMING
+    )
+    leases = OneTimeout()
+    elector._leases = leases  # type: ignore[assignment]
+    assert elector.try_acquire_or_renew()
+    lost = threading.Event()
+    elector.start_renewing(lost.set)
+    try:
+        assert not lost.wait(3)  # 30 s at full scale, through the timeout
+    finally:
+        elector.stop()
+    assert leases.reads > 5 and elector.is_leader
