@@ -7,9 +7,12 @@ hours), and with it the release's worker, its health checks and a human's
 `abort`. Two client-side bounds close that gap:
 - TCP keepalives, so a peer that is gone (a node that died, a partition) is
   noticed within seconds of going quiet;
-- a watchdog on every statement that shuts the socket down once the answer is
-  later than the statement timeout plus a grace, so a peer that is there but
-  silent (a frozen server, a stuck proxy) is given up on too.
+- a watchdog on every statement the adapters send that shuts the socket down
+  once the answer is later than the statement timeout plus a grace, so a peer
+  that is there but silent (a frozen server, a stuck proxy) is given up on
+  too. (The BEGIN and COMMIT that psycopg sends for a transaction block are
+  not watched: a server that freezes at exactly those moments is still
+  waited for.)
 Either way the caller sees `psycopg.OperationalError`, which both adapters
 already report as "unreachable": a gate or an audit-log check that holds.
 """
@@ -40,6 +43,14 @@ class NoAnswer(psycopg.OperationalError):
     """The server took the statement and did not answer within the client's deadline."""
 
 
+class _Watch:
+    """One statement's watchdog state: the timer cuts only while the statement runs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = self.fired = False
+
+
 class GuardedConnection(psycopg.Connection[TupleRow]):
     """A connection whose every statement must be answered within `answer_within_s`."""
 
@@ -53,32 +64,37 @@ class GuardedConnection(psycopg.Connection[TupleRow]):
         prepare: bool | None = None,
         binary: bool = False,
     ) -> psycopg.Cursor[TupleRow]:
-        fired = threading.Event()
-        timer = threading.Timer(self.answer_within_s, self._cut, [fired])
+        watch = _Watch()
+        timer = threading.Timer(self.answer_within_s, self._cut, [watch])
         timer.daemon = True
         timer.start()
         try:
             # (the overloads split a template query from one with parameters; passed on as is)
             return super().execute(query, params, prepare=prepare, binary=binary)  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
-            if fired.is_set():
+            if watch.fired:
                 raise NoAnswer(
                     f"no answer within {self.answer_within_s:g} s: the server took the "
                     "connection but stopped answering"
                 ) from exc
             raise
         finally:
+            with watch.lock:  # a timer already running cannot cut the next statement
+                watch.done = True
             timer.cancel()
 
-    def _cut(self, fired: threading.Event) -> None:
+    def _cut(self, watch: _Watch) -> None:
         """Shut the socket down under libpq's feet: its wait then ends with an error."""
-        fired.set()
-        with contextlib.suppress(OSError, psycopg.Error):
-            sock = socket.socket(fileno=os.dup(self.fileno()))
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            finally:
-                sock.close()
+        with watch.lock:
+            if watch.done:
+                return
+            watch.fired = True
+            with contextlib.suppress(OSError, psycopg.Error):
+                sock = socket.socket(fileno=os.dup(self.fileno()))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.close()
 
 
 def connect(

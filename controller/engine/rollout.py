@@ -71,6 +71,9 @@ def promotion_surge(saved: dict[str, str] | None) -> str:
 def drive_promotion(d: Decision, image: str) -> bool:
     """Roll the new image onto stable at full size; True once it is fully Available."""
     total, target = d.total_replicas, d.target
+    if target.max_unavailable is None and not (d.status.saved_strategy or {}).get("maxUnavailable"):
+        # Recreate, and (a status from an earlier version) not yet saved as such
+        d.status.saved_strategy = {"type": RECREATE}
     unavailable, surge = "0", promotion_surge(d.status.saved_strategy)
     if (
         target.image != image

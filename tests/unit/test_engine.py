@@ -354,6 +354,18 @@ def test_sizes_below_the_total_are_never_taken_for_a_new_total() -> None:
         assert min(cap for *_, cap in world.log) >= replicas
 
 
+def test_a_recreate_promotion_begun_by_an_earlier_version_ends_recreate_too() -> None:
+    """The earlier version saved nothing for a Recreate Deployment, and left it Recreate."""
+    world = _world()
+    world.stable.max_unavailable = world.stable.max_surge = None
+    world = _promoting(world)
+    world.stable.max_unavailable = world.stable.max_surge = None
+    world.status = world.status.model_copy(update={"saved_strategy": None})
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    assert world.status.phase == "Succeeded" and world.status.saved_strategy is None
+    assert (world.stable.max_unavailable, world.stable.max_surge) == (None, None)
+
+
 def test_prometheus_unreachable_holds_then_raises_a_condition() -> None:
     spec = make_spec(steps=STEPS)
     status = CanaryReleaseStatus()
