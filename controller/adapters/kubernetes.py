@@ -294,13 +294,7 @@ class KubernetesCluster:
             case ScaleCanary(image=image, replicas=replicas):
                 self._ensure_canary(release, spec, image, replicas)
             case ScaleStable(replicas=replicas):
-                _call(
-                    self._apps.patch_namespaced_deployment,
-                    target,
-                    namespace,
-                    {"spec": {"replicas": replicas}},
-                    field_manager=FIELD_MANAGER,
-                )
+                self._patch_deployment(target, namespace, {"spec": {"replicas": replicas}})
             case UpdateStable():
                 self._update_stable(release, spec, action)
             case DeleteCanary():
@@ -311,6 +305,16 @@ class KubernetesCluster:
                 refused = create_hook_job(self._api, release, spec, action)
                 if refused is not None:
                     self.record_event(release, RecordEvent("Warning", "HookJobRefused", refused))
+
+    def _patch_deployment(self, name: str, namespace: str, patch: Any) -> None:
+        """As the controller's own field manager: who set `replicas` is read back from it."""
+        _call(
+            self._apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+        )
 
     def _ensure_canary(
         self, release: dict[str, Any], spec: CanaryReleaseSpec, image: str, replicas: int
@@ -344,13 +348,7 @@ class KubernetesCluster:
                 "value": image,
             },
         ]
-        _call(
-            self._apps.patch_namespaced_deployment,
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-        )
+        self._patch_deployment(name, namespace, patch)
 
     def _update_stable(
         self, release: dict[str, Any], spec: CanaryReleaseSpec, action: UpdateStable
@@ -396,13 +394,7 @@ class KubernetesCluster:
                     "value": {"type": "RollingUpdate", "rollingUpdate": rolling},
                 }
             )
-        _call(
-            self._apps.patch_namespaced_deployment,
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-        )
+        self._patch_deployment(name, namespace, patch)
 
     def _delete_canary(self, namespace: str, target: str) -> None:
         try:

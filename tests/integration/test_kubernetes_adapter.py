@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -31,6 +32,17 @@ pytestmark = pytest.mark.usefixtures("crd")
 @pytest.fixture
 def adapter(k8s: client.ApiClient) -> KubernetesCluster:
     return KubernetesCluster(k8s)
+
+
+def _payments(
+    adapter: KubernetesCluster, releases: Releases, replicas: int, image: str
+) -> tuple[dict[str, Any], CanaryReleaseSpec]:
+    """A Deployment `payments` running `image` and its CanaryRelease, as the adapter reads it."""
+    releases.create_deployment("payments", replicas, image)
+    releases.create(release("payments", "v1", None))
+    obj = adapter.read_release(releases.namespace, "payments")
+    assert obj is not None
+    return obj, CanaryReleaseSpec.model_validate(obj["spec"])
 
 
 def test_status_round_trips_through_the_status_subresource(
@@ -72,11 +84,7 @@ def test_stale_resource_version_is_a_conflict(
 def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
     adapter: KubernetesCluster, releases: Releases, namespace: str
 ) -> None:
-    releases.create_deployment("payments", 4, "registry.example.com/payments:v1")
-    releases.create(release("payments", "v1", None))
-    obj = adapter.read_release(namespace, "payments")
-    assert obj is not None
-    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    obj, spec = _payments(adapter, releases, 4, "registry.example.com/payments:v1")
     image = "registry.example.com/payments:v2"
     adapter.apply(obj, spec, ScaleCanary(image, 1))
     adapter.apply(obj, spec, ScaleCanary(image, 1))  # idempotent
@@ -116,11 +124,7 @@ def test_who_last_set_the_replicas_is_read_from_field_ownership(
     adapter: KubernetesCluster, releases: Releases, namespace: str
 ) -> None:
     """The controller's own writes are its own; a `kubectl scale` after them is a human's."""
-    releases.create_deployment("payments", 4, "registry.example.com/payments:v1")
-    releases.create(release("payments", "v1", None))
-    obj = adapter.read_release(namespace, "payments")
-    assert obj is not None
-    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    obj, spec = _payments(adapter, releases, 4, "registry.example.com/payments:v1")
 
     def owner() -> tuple[str | None, str | None]:
         body = client.ApiClient().sanitize_for_serialization(
@@ -167,11 +171,7 @@ def test_a_promotion_labels_stable_pods_so_each_track_reads_its_own_health(
 ) -> None:
     """Promoted pods carry the release and track: the watch after promotion finds them."""
     image = f"{BEHAVIOR_IMAGE}:crash-as-stable"  # kwok crash-loops it only as stable
-    releases.create_deployment("payments", 2, f"{BEHAVIOR_IMAGE}:v1")
-    releases.create(release("payments", "v1", None))
-    obj = adapter.read_release(namespace, "payments")
-    assert obj is not None
-    spec = CanaryReleaseSpec.model_validate(obj["spec"])
+    obj, spec = _payments(adapter, releases, 2, f"{BEHAVIOR_IMAGE}:v1")
     good = f"{BEHAVIOR_IMAGE}:v1"
     assert adapter.read_pods(namespace, "payments", "stable", good) == PodHealth()  # unlabelled
     adapter.apply(obj, spec, ScaleCanary(image, 1))

@@ -32,6 +32,16 @@ def _promoting(world: World) -> World:
     return world
 
 
+def _messages(world: World, reason: str, since: int = 0) -> list[str]:
+    """The messages of the Events with this reason, from tick `since` on."""
+    return [
+        a.message
+        for _, _, acts, _ in world.log[since:]
+        for a in acts
+        if isinstance(a, RecordEvent) and a.reason == reason
+    ]
+
+
 def _events(world: World) -> list[str]:
     return [
         a.reason for _, _, actions, _ in world.log for a in actions if isinstance(a, RecordEvent)
@@ -206,12 +216,7 @@ def test_pause_during_the_promotion_is_refused_not_kept() -> None:
     world.command = "pause 1"
     world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
     assert world.status.phase == "Succeeded" and world.status.paused_at is None
-    ignored = [
-        a.message
-        for _, _, acts, _ in world.log[mark:]
-        for a in acts
-        if isinstance(a, RecordEvent) and a.reason == "CommandIgnored"
-    ]
+    ignored = _messages(world, "CommandIgnored", since=mark)
     assert len(ignored) == 1 and "cannot be paused" in ignored[0]
 
 
@@ -253,12 +258,7 @@ def test_new_tag_during_the_promotion_puts_stable_back_before_its_canary() -> No
     assert status.canary_tag == "v3" and status.phase == "Paused" and status.stable_tag == "v1"
     assert {p.image for p in world.stable.pods} == {"registry.example.com/app:v1"}
     assert [(h.tag, h.outcome) for h in status.history] == [("v2", "Superseded")]
-    started = [
-        a.message
-        for _, _, acts, _ in world.log[mark:]
-        for a in acts
-        if isinstance(a, RecordEvent) and a.reason == "ReleaseStarted"
-    ]
+    started = _messages(world, "ReleaseStarted", since=mark)
     assert started == ["canary of v3 started (stable: v1)"]
     assert min(cap for *_, cap in world.log[mark:]) >= 10
 
@@ -327,12 +327,7 @@ def test_a_human_scale_up_mid_canary_is_the_new_full_size_not_reverted() -> None
     assert world.status.target_replicas == 20
     assert world.canary.replicas == 2 and world.stable.replicas == 18  # 10% of 20
     assert min(cap for *_, cap in world.log[mark + 2 :]) >= 20
-    resized = [
-        a.message
-        for _, _, acts, _ in world.log[mark:]
-        for a in acts
-        if isinstance(a, RecordEvent) and a.reason == "TargetResized"
-    ]
+    resized = _messages(world, "TargetResized", since=mark)
     assert len(resized) == 1 and "set to 20 by kubectl (was 10)" in resized[0]
     world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
     assert world.status.phase == "Succeeded" and world.stable.replicas == 20

@@ -20,6 +20,15 @@ from controller.runtime.leader import LeaderElector, LeaseTiming
 TIMING = LeaseTiming(lease_duration=1.5, renew_deadline=1.0, retry_period=0.2)
 
 
+def _leading(leases: object) -> LeaderElector:
+    """An elector whose Lease requests go to `leases`, holding the Lease."""
+    api = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
+    elector = LeaderElector(api, "ns", "l", "me", TIMING)
+    elector._leases = leases  # type: ignore[assignment]
+    assert elector.try_acquire_or_renew()
+    return elector
+
+
 class StoresThenHangs:
     def __init__(self) -> None:
         self.version = 1
@@ -41,12 +50,8 @@ class StoresThenHangs:
 
 
 def test_a_hung_renewal_does_not_keep_the_leader_acting_past_the_lease() -> None:
-    elector = LeaderElector(
-        client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), "ns", "l", "me", TIMING
-    )
     leases = StoresThenHangs()
-    elector._leases = leases  # type: ignore[assignment]
-    assert elector.try_acquire_or_renew()
+    elector = _leading(leases)
     lost_at: list[float] = []
     lost = threading.Event()
     elector.start_renewing(lambda: (lost_at.append(time.monotonic()), lost.set()))
@@ -80,12 +85,8 @@ class OneTimeout:
 
 
 def test_one_timed_out_request_between_renewals_does_not_cost_the_leadership() -> None:
-    elector = LeaderElector(
-        client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), "ns", "l", "me", TIMING
-    )
     leases = OneTimeout()
-    elector._leases = leases  # type: ignore[assignment]
-    assert elector.try_acquire_or_renew()
+    elector = _leading(leases)
     lost = threading.Event()
     elector.start_renewing(lost.set)
     try:
