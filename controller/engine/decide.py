@@ -121,13 +121,12 @@ def tag_of(template: str, image: str) -> str | None:
     accepts, or a quick rollback to it could never be asked for.
     """
     prefix, _, suffix = template.partition("{tag}")
+    if "@" not in template:
+        image = image.split("@")[0]
     match = re.fullmatch(re.escape(prefix) + r"(.+?)" + re.escape(suffix), image)
-    if match is None and "@" in image and "@" not in suffix:
-        match = re.fullmatch(re.escape(prefix) + r"(.+?)" + re.escape(suffix), image.split("@")[0])
-    if match is None:
+    if match is None or not re.fullmatch(TAG_PATTERN, match.group(1)):
         return None
-    tag = match.group(1).split("@")[0]
-    return tag if re.fullmatch(TAG_PATTERN, tag) else None
+    return match.group(1)
 
 
 def _target_missing(d: Decision) -> None:

@@ -56,11 +56,22 @@ def start_stable_rollout(d: Decision) -> None:
             "maxUnavailable": target.max_unavailable,
             "maxSurge": target.max_surge or "25%",
         }
-    elif status.saved_strategy is None:
-        status.saved_strategy = {"type": RECREATE}
+    _remember_recreate(d)
 
 
 RECREATE = "Recreate"
+
+
+def _remember_recreate(d: Decision) -> None:
+    """A Recreate target (no rolling bounds) is saved as such, to be made Recreate again.
+
+    Also for a status an earlier version wrote, which saved nothing (or `{}`)
+    for a Recreate Deployment.
+    """
+    if d.target.max_unavailable is None and not (d.status.saved_strategy or {}).get(
+        "maxUnavailable"
+    ):
+        d.status.saved_strategy = {"type": RECREATE}
 
 
 def promotion_surge(saved: dict[str, str] | None) -> str:
@@ -71,9 +82,7 @@ def promotion_surge(saved: dict[str, str] | None) -> str:
 def drive_promotion(d: Decision, image: str) -> bool:
     """Roll the new image onto stable at full size; True once it is fully Available."""
     total, target = d.total_replicas, d.target
-    if target.max_unavailable is None and not (d.status.saved_strategy or {}).get("maxUnavailable"):
-        # Recreate, and (a status from an earlier version) not yet saved as such
-        d.status.saved_strategy = {"type": RECREATE}
+    _remember_recreate(d)
     unavailable, surge = "0", promotion_surge(d.status.saved_strategy)
     if (
         target.image != image

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from controller.adapters.ports import MetricsSource, MetricsUnreachable, QueryRejected
 from controller.api.spec import CanaryReleaseSpec, Metric
@@ -17,6 +18,8 @@ from controller.engine.analysis import analysis_window, release_window
 from controller.engine.observations import Measurement, TrackCounts
 from controller.engine.queries import TRACKS, range_seconds, render_query
 from controller.judge import normalise, parse_le
+
+T = TypeVar("T")
 
 
 class AnalysisInterrupted(Exception):
@@ -45,6 +48,36 @@ class Interruptible:
     def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
         self._check()
         return self.source.query_vector(promql, at)
+
+
+class UntilRefused:
+    """A MetricsSource that, once a connection was refused, refuses the rest of the round.
+
+    One Prometheus serves every metric of a round: asking it again for each
+    would hold the pass (and the health check after it) for every timeout. A
+    query that only timed out says nothing about the next one, so it does not
+    count. Wraps one round's source; a new round asks again.
+    """
+
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
+        self.refused: MetricsUnreachable | None = None
+
+    def _ask(self, ask: Callable[[], T]) -> T:
+        if self.refused is not None:
+            raise self.refused
+        try:
+            return ask()
+        except MetricsUnreachable as exc:
+            if exc.connection:
+                self.refused = exc
+            raise
+
+    def query(self, promql: str, at: datetime) -> float | None:
+        return self._ask(lambda: self.source.query(promql, at))
+
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        return self._ask(lambda: self.source.query_vector(promql, at))
 
 
 def measure(
@@ -77,31 +110,23 @@ def measure(
     def render_counters(query: str, track: str) -> str:
         return render(query, track, counters=True)
 
+    source = UntilRefused(source)
     results = []
-    unreachable: str | None = None
     for metric in analysis.metrics:
         shown = render(metric.display_query(), "canary", counters=metric.sequential)
-        if unreachable is None:
-            try:
-                if metric.query is not None:
-                    values = {t: source.query(render(metric.query, t), at) for t in TRACKS}
-                    results.append(
-                        Measurement(metric.name, values["canary"], values["stable"], shown)
-                    )
-                    continue
-                counts = {t: _counts(source, metric, render_counters, t, at) for t in TRACKS}
-            except MetricsUnreachable as exc:
-                if not exc.connection:  # this query timed out; the next may answer
-                    results.append(Measurement(metric.name, None, None, shown, str(exc), True))
-                    continue
-                # No connection to the Prometheus that serves every metric: asking it
-                # again for each would hold this pass (and the health check after it).
-                unreachable = str(exc)
-            except QueryRejected as exc:
-                results.append(Measurement(metric.name, None, None, shown, str(exc)))
+        try:
+            if metric.query is not None:
+                values = {track: source.query(render(metric.query, track), at) for track in TRACKS}
+                results.append(Measurement(metric.name, values["canary"], values["stable"], shown))
                 continue
-        if unreachable is not None:
-            results.append(Measurement(metric.name, None, None, shown, unreachable, True))
+            counts = {
+                track: _counts(source, metric, render_counters, track, at) for track in TRACKS
+            }
+        except MetricsUnreachable as exc:
+            results.append(Measurement(metric.name, None, None, shown, str(exc), unreachable=True))
+            continue
+        except QueryRejected as exc:
+            results.append(Measurement(metric.name, None, None, shown, str(exc)))
             continue
         results.append(
             Measurement(

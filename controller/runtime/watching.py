@@ -9,6 +9,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.observations import Measurement
 from controller.engine.queries import render_query
+from controller.runtime.measuring import UntilRefused
 
 
 def measure_after_promotion(
@@ -24,8 +25,8 @@ def measure_after_promotion(
     watch, started = spec.post_promotion, status.post_promotion
     assert watch is not None and started is not None
     window = max(at - started.started_at, watch.interval_length())
+    source = UntilRefused(source)
     results = []
-    unreachable: str | None = None
     for metric in watch.metrics:
         assert metric.query is not None, "postPromotion metrics are value queries (validated)"
         promql = render_query(
@@ -37,19 +38,13 @@ def measure_after_promotion(
             window=window,
             interval=watch.interval_length(),
         )
-        if unreachable is None:
-            try:
-                value = source.query(promql, at)
-            except MetricsUnreachable as exc:
-                if not exc.connection:  # this query timed out; the next may answer
-                    results.append(Measurement(metric.name, None, None, promql, str(exc), True))
-                    continue
-                unreachable = str(exc)  # no connection to the Prometheus of the rest either
-            except QueryRejected as exc:
-                results.append(Measurement(metric.name, None, None, promql, str(exc)))
-                continue
-        if unreachable is not None:
-            results.append(Measurement(metric.name, None, None, promql, unreachable, True))
+        try:
+            value = source.query(promql, at)
+        except MetricsUnreachable as exc:
+            results.append(Measurement(metric.name, None, None, promql, str(exc), unreachable=True))
+            continue
+        except QueryRejected as exc:
+            results.append(Measurement(metric.name, None, None, promql, str(exc)))
             continue
         results.append(Measurement(metric.name, value, None, promql))
     return tuple(results)
