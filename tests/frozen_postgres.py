@@ -46,7 +46,21 @@ def frozen_backend(dsn: str, application_name: str, marker: str) -> Iterator[lis
         stop.set()
         watcher.join(timeout=10)
         for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+            _thaw_and_end(dsn, pid)
+
+
+@contextlib.contextmanager
+def frozen_pid(dsn: str, pid: int) -> Iterator[None]:
+    """Freeze one known backend (`conn.info.backend_pid`) between two statements."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        _thaw_and_end(dsn, pid)
+
+
+def _thaw_and_end(dsn: str, pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])

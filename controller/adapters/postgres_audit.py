@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
-from controller.adapters.postgres_sessions import connect
+from controller.adapters.postgres_sessions import connect, read_only_transaction
 from controller.api.auditlog import SqlAuditLog
 from controller.auditlog.samples import AuditPlan, AuditSample
 
@@ -44,19 +44,16 @@ class PostgresAuditLog:
         timeout_ms = max(1, int(config.statement_timeout_length().total_seconds() * 1000))
         connect_s = max(1, round(config.connect_timeout_length().total_seconds()))
         try:
-            with connect(
-                self._dsn,
-                connect_s=connect_s,
-                statement_s=timeout_ms / 1000,
-                application_name=APPLICATION_NAME,
-            ) as conn:
-                conn.read_only = True
-                with conn.transaction():
-                    conn.execute(
-                        "SELECT set_config('statement_timeout', %s, true)", [f"{timeout_ms}ms"]
-                    )
-                    conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
-                    return self._read(conn, plan)
+            with (
+                connect(
+                    self._dsn,
+                    connect_s=connect_s,
+                    statement_s=timeout_ms / 1000,
+                    application_name=APPLICATION_NAME,
+                ) as conn,
+                read_only_transaction(conn, timeout_ms),
+            ):
+                return self._read(conn, plan)
         except psycopg.OperationalError as exc:  # includes QueryCanceled (statement timeout)
             raise AuditLogUnreachable(_short(exc)) from exc
         except psycopg.Error as exc:

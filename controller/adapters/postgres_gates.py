@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from controller.adapters.gate_ports import DatabaseUnreachable, QueryFailed
-from controller.adapters.postgres_sessions import connect
+from controller.adapters.postgres_sessions import connect, read_only_transaction
 from controller.gates.schema import ColumnFact
 
 APPLICATION_NAME = "canary-controller-gates"
@@ -76,15 +76,8 @@ class PostgresGates:
         except psycopg.OperationalError as exc:
             raise DatabaseUnreachable(self._clean(exc)) from exc
         try:
-            with conn:
-                conn.read_only = True
-                with conn.transaction():
-                    conn.execute(
-                        "SELECT set_config('statement_timeout', %s, true),"
-                        " set_config('TimeZone', 'UTC', true)",
-                        [str(self._statement_ms)],
-                    )
-                    yield conn
+            with conn, read_only_transaction(conn, self._statement_ms):
+                yield conn
         except psycopg.errors.QueryCanceled as exc:
             raise QueryFailed(f"statement timeout ({self._statement_ms} ms)") from exc
         except psycopg.OperationalError as exc:

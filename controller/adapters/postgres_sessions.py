@@ -10,9 +10,10 @@ hours), and with it the release's worker, its health checks and a human's
 - a watchdog on every statement the adapters send that shuts the socket down
   once the answer is later than the statement timeout plus a grace, so a peer
   that is there but silent (a frozen server, a stuck proxy) is given up on
-  too. (The BEGIN and COMMIT that psycopg sends for a transaction block are
-  not watched: a server that freezes at exactly those moments is still
-  waited for.)
+  too. That includes the BEGIN and COMMIT of a transaction, which is why
+  `read_only_transaction` sends them itself rather than through psycopg's
+  `transaction()` block (those are not watched), and closes the connection
+  on an error rather than sending a ROLLBACK that could hang as well.
 Either way the caller sees `psycopg.OperationalError`, which both adapters
 already report as "unreachable": a gate or an audit-log check that holds.
 """
@@ -23,6 +24,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -110,3 +112,25 @@ def connect(
     )
     conn.answer_within_s = statement_s + GRACE_S
     return conn
+
+
+@contextlib.contextmanager
+def read_only_transaction(conn: GuardedConnection, statement_ms: int) -> Iterator[None]:
+    """One READ ONLY transaction whose every round trip is watched.
+
+    The settings are transaction-local (`set_config(..., true)`), so they cannot
+    leak into a pooled server session behind PgBouncer. Naive timestamps read as
+    UTC. On any error the connection is closed: the server then ends the
+    transaction itself, and no ROLLBACK is left to wait for.
+    """
+    try:
+        conn.execute("BEGIN READ ONLY")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)",
+            [f"{statement_ms}ms"],
+        )
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()
+        raise
