@@ -216,6 +216,10 @@ def _hook_job_spec(spec: CanaryReleaseSpec, action: CreateHookJob) -> dict[str, 
     if hook is None:
         raise LookupError(f"spec.hooks.{action.hook} is not set")
     job_spec = copy.deepcopy(hook.job)
+    # The finished Job is the run's outcome, and deleting it is how a human asks
+    # for a run again: a TTL controller deleting it would run a migration twice
+    # (a success gone before it was seen) or rerun a failed one every TTL.
+    job_spec.pop("ttlSecondsAfterFinished", None)
     job_spec.setdefault("backoffLimit", 0)
     job_spec.setdefault("activeDeadlineSeconds", int(hook.timeout_length().total_seconds()))
     return job_spec

@@ -443,6 +443,7 @@ class Hook(SpecModel):
     The controller adds CANARY_RELEASE, CANARY_TAG, CANARY_IMAGE, CANARY_STABLE_TAG,
     CANARY_HOOK and CANARY_REASON to every container, replaces {tag} in images,
     and sets backoffLimit 0 and activeDeadlineSeconds from `timeout` unless given.
+    A ttlSecondsAfterFinished is dropped: the finished Job is the run's record.
     """
 
     job: JobSpec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -269,3 +270,26 @@ def test_backup_evidence_from_volume_snapshots(
         2026, 11, 20, 3, tzinfo=UTC
     )
     assert objects.newest_ready_snapshot(namespace, "db-missing", None) is None
+
+
+def test_a_hook_job_outlives_the_ttl_its_spec_asked_for(
+    k8s: client.ApiClient, namespace: str
+) -> None:
+    """The TTL controller would delete the finished Job before its outcome is read."""
+    raw = SPEC.model_dump(by_alias=True, exclude_none=True)
+    raw["hooks"]["preRollout"]["job"]["ttlSecondsAfterFinished"] = 0
+    spec = CanaryReleaseSpec.model_validate(raw)
+    action = CreateHookJob("preRollout", "payments-pre-rollout-dddd", "v2", "img:v2", "v1")
+    body = hook_job_manifest(_release(namespace), spec, action)
+    del body["metadata"]["ownerReferences"]  # no owner here: the GC must leave the Job alone
+    assert "ttlSecondsAfterFinished" not in body["spec"]
+    client.BatchV1Api(k8s).create_namespaced_job(namespace, body)
+    objects = KubernetesGateObjects(k8s)
+
+    def outcome() -> str | None:
+        views = {j.name: j.state for j in objects.hook_jobs(namespace, "payments")}
+        return views.get(action.job) if views.get(action.job) != "Running" else None
+
+    assert wait_for(outcome, 90, "the hook Job to finish") == "Succeeded"
+    time.sleep(5)  # the TTL controller acts within a second of completion
+    assert outcome() == "Succeeded"
