@@ -23,7 +23,7 @@ from controller.engine.analysis import (
 )
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
 from controller.engine.conditions import find_condition, set_condition
-from controller.engine.context import ACTIVE_PHASES, Decision
+from controller.engine.context import Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
 from controller.engine.health import pod_trouble
@@ -61,6 +61,8 @@ from controller.engine.watching import (
 
 TARGET_FOUND = "TargetFound"
 SPEC_VALID = "SpecValid"
+#: Phases with nothing to lose: `Failed` (a missing target, an invalid spec) returns to Idle.
+RECOVERABLE_PHASES = ("Idle", "Failed", "Blocked", "Waiting")
 
 
 def decide(
@@ -130,14 +132,22 @@ def tag_of(template: str, image: str) -> str | None:
 
 
 def _target_missing(d: Decision) -> None:
+    """No Deployment to act on: say so, and lose nothing the release already knows.
+
+    It is often back within a minute (`kubectl replace --force`, a GitOps
+    `Replace=true` sync), so a release that has something to lose keeps it: a
+    canary its step and clock, a rolled-back tag its verdict (which keeps it
+    from being canaried again by itself).
+    """
     status, name = d.status, d.spec.target_ref.name
     message = f"Deployment {name!r} not found in this namespace; waiting for it to exist"
-    if not (status.phase == "Failed" and status.reason == "TargetNotFound"):
+    current = find_condition(status.conditions, TARGET_FOUND)
+    if current is None or current.status != "False":
         d.event("TargetNotFound", message, warning=True)
-    status.phase, status.reason, status.message = "Failed", "TargetNotFound", message
     status.conditions = set_condition(
         status.conditions, TARGET_FOUND, "False", "NotFound", message, d.now
     )
+    _fail_or_hold(status, "TargetNotFound", message, "until it exists again")
 
 
 def _target_found(d: Decision) -> None:
@@ -515,12 +525,25 @@ def reject_spec(
         ),
         "observed_generation": generation,
     }
-    if status.phase in ACTIVE_PHASES or watching(status):
-        held = "nothing is judged or changed until it is fixed, then it resumes"
-        update["message"] = f"{message}; {status.phase} is held as it is: {held}"
-    else:
-        update.update(phase="Failed", reason="InvalidSpec", message=message)
-    return status.model_copy(deep=True, update=update), actions
+    held = status.model_copy(deep=True, update=update)
+    _fail_or_hold(held, "InvalidSpec", message, "nothing is judged or changed until it is fixed")
+    return held, actions
+
+
+def _fail_or_hold(status: CanaryReleaseStatus, reason: str, message: str, until: str) -> None:
+    """Phase `Failed` only where it loses nothing; any other phase is held as it is.
+
+    Idle, Blocked and Waiting come back exactly as they were once the cause is
+    gone (`_target_found` returns to Idle and the gates are read again). A
+    canary, a promotion or the watch after it keeps its step and clocks; a
+    rollback keeps its message, the answer to "why did it roll back?".
+    """
+    if status.phase in RECOVERABLE_PHASES and not watching(status):
+        status.phase, status.reason, status.message = "Failed", reason, message
+    elif status.phase == "Succeeded" and not watching(status):
+        status.message = f"{message}; {status.stable_tag} stays promoted"
+    elif status.phase != "RolledBack":
+        status.message = f"{message}; {status.phase} is held as it is: {until}, then it resumes"
 
 
 def _spec_valid(d: Decision) -> None:

@@ -547,3 +547,67 @@ def test_an_empty_command_annotation_is_no_command() -> None:
     status = CanaryReleaseStatus(last_command="abort 1")
     assert not command_pending("", status) and not command_pending(None, status)
     assert not command_pending("abort 1", status) and command_pending("abort 2", status)
+
+
+def _rolled_back() -> World:
+    world = _world(metric=breaking_at(T0 + timedelta(minutes=5)))
+    world.run(until=timedelta(minutes=30), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack" and world.status.canary_tag == "v2"
+    return world
+
+
+def _canaried_again(world: World, since: int) -> bool:
+    return any(isinstance(a, ScaleCanary) for _, _, acts, _ in world.log[since:] for a in acts)
+
+
+def test_a_rolled_back_release_keeps_its_verdict_through_an_invalid_spec() -> None:
+    """Going through `Failed` used to forget it, and the bad tag was canaried again."""
+    world = _rolled_back()
+    before = world.status
+    held, _ = reject_spec(before, "spec.analysis.metrics.0.threshold: min > max", 4, world.start)
+    assert (held.phase, held.reason, held.message) == ("RolledBack", before.reason, before.message)
+    world.status, mark = held, len(world.log)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))  # the spec is fixed
+    assert world.status.phase == "RolledBack" and not _canaried_again(world, mark)
+
+
+def test_a_rolled_back_release_keeps_its_verdict_while_its_target_is_missing() -> None:
+    world = _rolled_back()
+    before, mark = world.status, len(world.log)
+    gone, actions = decide(world.spec, before, Observed(None), world.start)
+    assert (gone.phase, gone.reason, gone.message) == ("RolledBack", before.reason, before.message)
+    assert [a.reason for a in actions if isinstance(a, RecordEvent)] == ["TargetNotFound"]
+    found = next(c for c in gone.conditions if c.type == "TargetFound")
+    assert found.status == "False"
+    world.status = gone  # back a minute later (kubectl replace --force)
+    world.run(until=timedelta(minutes=10), every=timedelta(seconds=30))
+    assert world.status.phase == "RolledBack" and not _canaried_again(world, mark)
+
+
+def test_a_canary_whose_target_is_briefly_missing_resumes_the_same_step() -> None:
+    world = _world()
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    before = world.status
+    assert before.phase == "Paused" and before.current_step_index == 1
+    gone, actions = decide(world.spec, before, Observed(None), world.start)
+    again, repeated = decide(world.spec, gone, Observed(None), world.start + timedelta(seconds=5))
+    assert (gone.phase, gone.current_step_index, gone.canary_tag) == ("Paused", 1, "v2")
+    assert "Paused is held as it is" in (gone.message or "")
+    assert [a.reason for a in actions if isinstance(a, RecordEvent)] == ["TargetNotFound"]
+    assert repeated == []  # said once, nothing done while it is gone
+    world.status, mark = again, len(world.log)
+    world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
+    status = world.status
+    assert status.current_step_index == 1 and status.step_started_at == before.step_started_at
+    assert not _messages(world, "ReleaseStarted", mark)
+    found = next(c for c in status.conditions if c.type == "TargetFound")
+    assert found.status == "True"
+
+
+def test_a_promoted_release_stays_promoted_through_an_invalid_spec() -> None:
+    world = _world()
+    world.run(until=timedelta(hours=2), every=timedelta(minutes=1))
+    assert world.status.phase == "Succeeded"
+    held, _ = reject_spec(world.status, "spec.steps.0: bad", 5, world.start)
+    assert (held.phase, held.stable_tag) == ("Succeeded", "v2")
+    assert held.message == "invalid spec: spec.steps.0: bad; v2 stays promoted"
