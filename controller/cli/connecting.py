@@ -1,7 +1,11 @@
 """Reaching the cluster the way kubectl does: KUBECONFIG, --kubeconfig, --context, -n.
 
 The namespace defaults to the one set in the kubeconfig context (as kubectl's
-does), then to the pod's own namespace in-cluster, then to `default`.
+does), then to the pod's own namespace in-cluster, then to `default`. With
+several files in KUBECONFIG the first `current-context` wins, as in kubectl;
+the Python client would take the last, and `canaryctl abort` would act on
+another cluster than the one `kubectl get` just showed. Every request has a
+timeout, so a silent network is an error in seconds, not a hang.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+import yaml
 from kubernetes import client, config
+
+from controller.runtime.clients import CountingApiClient
 
 _IN_CLUSTER_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -42,12 +49,27 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
             else "default"
         )
         return Connection(api, namespace or default)
-    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=path, context=context, persist_config=False
+    context = context or _first_current_context(path)
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=path, context=context, client_configuration=configuration, persist_config=False
     )
+    api = CountingApiClient(limiter=None, configuration=configuration)
     if namespace:
         return Connection(api, namespace)
     contexts, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
     ctx = (chosen or {}).get("context") or {}
     return Connection(api, str(ctx.get("namespace") or "default"))
+
+
+def _first_current_context(path: str) -> str | None:
+    for name in path.split(os.pathsep):
+        try:
+            document = yaml.safe_load(pathlib.Path(name).expanduser().read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # kubectl skips a file it cannot read, too
+        current = document.get("current-context") if isinstance(document, dict) else None
+        if current:
+            return str(current)
+    return None

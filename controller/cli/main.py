@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from controller.adapters.releases import ReleaseChanged, ReleaseClient
 from controller.cli import acting, rendering, views
@@ -246,10 +248,9 @@ def _delegated(argv: list[str]) -> tuple[str, list[str]] | None:
     get everything after their name untouched.
     """
     for i, token in enumerate(argv):
-        if token in DELEGATES:
-            return token, argv[i + 1 :]
-        if not token.startswith("-") and (i == 0 or argv[i - 1] not in _VALUE_OPTIONS):
-            return None  # the first positional is another command
+        if token.startswith("-") or (i > 0 and argv[i - 1] in _VALUE_OPTIONS):
+            continue  # an option, or an option's value (`-n replay` is a namespace)
+        return (token, argv[i + 1 :]) if token in DELEGATES else None
     return None
 
 
@@ -297,6 +298,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"error: {exc.args[0] if exc.args else exc}\n")
     except ApiException as exc:
         sys.stderr.write(f"error: {_api_error(exc)}\n")
+    except ConfigException as exc:
+        sys.stderr.write(f"error: no usable kubeconfig: {exc}\n")
+    except urllib3.exceptions.HTTPError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        sys.stderr.write(f"error: cannot reach the apiserver: {reason}\n")
     return 1
 
 

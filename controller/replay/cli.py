@@ -49,6 +49,18 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`canaryctl replay ...`: the same subcommand, reached through the CLI."""
+    parser = argparse.ArgumentParser(prog="canaryctl")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(["replay", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as exc:  # --help, or bad usage (already printed)
+        return int(exc.code or 0)
+    result: int = args.func(args)
+    return result
+
+
 def parse_time(text: str) -> datetime:
     """ISO 8601 (a missing zone means UTC) or Unix seconds."""
     try:

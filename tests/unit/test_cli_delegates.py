@@ -29,3 +29,25 @@ def test_a_delegate_that_is_not_installed_says_so(
     monkeypatch.setitem(cli.DELEGATES, "replay", ("controller.not_here.cli", "replay"))
     assert cli.main(["replay", "payments"]) == 2
     assert "not available in this version" in capsys.readouterr().err
+
+
+def test_replay_is_reached_through_canaryctl(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["replay", "--help"]) == 0
+    assert "--from" in capsys.readouterr().out
+    bare = tmp_path / "release.yaml"
+    bare.write_text("targetRef: {name: app}\nrelease: {tag: v2, image: 'r/app:{tag}'}\n")
+    assert cli.main(["-n", "shop", "replay", "-f", str(bare), "--from", "2026-11-01T09:00Z"]) == 2
+    assert "no analysis to replay" in capsys.readouterr().err
+    assert cli.main(["replay", "-f", str(bare)]) == 2  # --from is required
+    assert "--from" in capsys.readouterr().err
+
+
+def test_a_namespace_named_like_a_delegate_is_a_namespace() -> None:
+    assert cli._delegated(["-n", "replay", "list"]) is None
+    assert cli._delegated(["--namespace", "lint-migrations", "status", "x"]) is None
+    assert cli._delegated(["-n", "replay", "replay", "-f", "r.yaml"]) == (
+        "replay",
+        ["-f", "r.yaml"],
+    )
