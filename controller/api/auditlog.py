@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from controller.api.base import SpecModel, StatusModel
 from controller.api.durations import DURATION_PATTERN, parse_duration
+from controller.api.placeholders import placeholders
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 TABLE = r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$"
@@ -114,7 +115,7 @@ class PrometheusAuditLog(SpecModel):
 
     @property
     def carries_track(self) -> bool:
-        return "{{track}}" in self.query or "{{ track }}" in self.query
+        return "track" in placeholders(self.query)
 
 
 class SensitiveActions(SpecModel):

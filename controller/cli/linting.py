@@ -17,10 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from controller.api.placeholders import PROMQL_PLACEHOLDERS, placeholders
 from controller.api.spec import GROUP, KIND, VERSION, CanaryReleaseSpec, Metric
 
-PLACEHOLDERS = {"track", "namespace", "name", "target", "window", "interval"}
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 Path_ = tuple[str | int, ...]
@@ -136,21 +135,39 @@ def _lint_release(doc: dict[str, Any], index: dict[Path_, int], file: str) -> li
             "no analysis: promotion is judged by pod health alone",
             severity="warning",
         )
-    else:
-        for i, metric in enumerate(spec.analysis.metrics):
-            for field, query in _queries(metric):
-                where: Path_ = ("spec", "analysis", "metrics", i, *field)
-                used = set(_PLACEHOLDER.findall(query))
-                for unknown in sorted(used - PLACEHOLDERS):
-                    add(where, f"unknown placeholder {{{{{unknown}}}}} in metric {metric.name!r}")
-                if "track" not in used:
-                    add(
-                        where,
-                        f"metric {metric.name!r}: no {{{{track}}}} in the query, so the canary "
-                        "and stable tracks would measure the same series",
-                        severity="warning",
-                    )
+    for where, what, query, compared in _promql(spec):
+        used = placeholders(query)
+        for unknown in sorted(used - PROMQL_PLACEHOLDERS):
+            add(where, f"unknown placeholder {{{{{unknown}}}}} in {what}")
+        if compared and "track" not in used:
+            add(
+                where,
+                f"{what}: no {{{{track}}}} in the query, so the canary "
+                "and stable tracks would measure the same series",
+                severity="warning",
+            )
     return problems
+
+
+def _promql(spec: CanaryReleaseSpec) -> list[tuple[Path_, str, str, bool]]:
+    """Every PromQL text of a spec: (field path, what it is, the text, canary vs stable?)."""
+    found: list[tuple[Path_, str, str, bool]] = []
+    analysis = spec.analysis
+    if analysis is not None:
+        for i, metric in enumerate(analysis.metrics):
+            for field, query in _queries(metric):
+                path: Path_ = ("spec", "analysis", "metrics", i, *field)
+                found.append((path, f"metric {metric.name!r}", query, True))
+        audit = analysis.audit_log.prometheus if analysis.audit_log else None
+        if audit is not None:  # without {{track}} it is compared with past days: no warning
+            path = ("spec", "analysis", "auditLog", "prometheus", "query")
+            found.append((path, "the audit-log query", audit.query, False))
+    if spec.post_promotion is not None:  # {{track}} is stable's, the only track left
+        for i, metric in enumerate(spec.post_promotion.metrics):
+            for field, query in _queries(metric):
+                path = ("spec", "postPromotion", "metrics", i, *field)
+                found.append((path, f"postPromotion metric {metric.name!r}", query, False))
+    return found
 
 
 def _queries(metric: Metric) -> list[tuple[Path_, str]]:

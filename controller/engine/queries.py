@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from controller.api.placeholders import fill
+
 TRACKS = ("canary", "stable")
 
 
@@ -40,6 +42,4 @@ def render_query(
         "window": promql_range(window, shortest_window),
         "interval": promql_range(interval),
     }
-    for key, value in values.items():
-        query = query.replace("{{" + key + "}}", value).replace("{{ " + key + " }}", value)
-    return query
+    return fill(query, values)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import pathlib
 import textwrap
+from datetime import timedelta
 
 import pytest
 
 from controller.cli.main import main
+from controller.engine.queries import render_query
 
 GOOD = textwrap.dedent(
     """\
@@ -143,6 +145,55 @@ def test_a_query_without_track_is_a_warning_and_strict_fails_on_it(tmp_path: pat
 def test_an_unknown_placeholder_is_an_error(tmp_path: pathlib.Path) -> None:
     code, out = _lint(tmp_path, GOOD.replace("{{window}}", "{{windw}}"))
     assert code == 1 and "unknown placeholder {{windw}}" in out
+
+
+WATCHED = GOOD.replace(
+    "  notifications:\n",
+    """  postPromotion:
+    duration: 1h
+    metrics:
+      - name: p99
+        query: histogram_quantile(0.99, sum by (le) (rate(h{track="{{track}}"}[{{windw}}])))
+        threshold: {max: 0.5}
+  notifications:
+""",
+).replace(
+    "    metrics:\n      - name: error-rate",
+    """    auditLog:
+      prometheus:
+        query: sum by (action) (increase(audit_events_total{ns="{{namespce}}"}[{{window}}]))
+    metrics:
+      - name: error-rate""",
+)
+assert WATCHED.count("{{windw}}") == WATCHED.count("{{namespce}}") == 1
+
+
+def test_every_promql_field_is_checked_not_only_the_canary_metrics(tmp_path: pathlib.Path) -> None:
+    code, out = _lint(tmp_path, WATCHED)
+    assert code == 1, out
+    assert "spec.postPromotion.metrics.0.query" in out and "{{windw}}" in out
+    assert "spec.analysis.auditLog.prometheus.query" in out and "{{namespce}}" in out
+    # neither gets the canary-against-stable warning: those have no second track
+    fixed = WATCHED.replace("{{windw}}", "{{window}}").replace("{{namespce}}", "{{namespace}}")
+    code, out = _lint(tmp_path, fixed.replace('{track="{{track}}"}', "{}"), "--strict")
+    assert code == 1 and out.count("no {{track}}") == 1 and "'error-rate'" in out
+
+
+def test_a_placeholder_lint_accepts_is_one_the_controller_fills(tmp_path: pathlib.Path) -> None:
+    spaced = GOOD.replace("{{track}}", "{{  track}}").replace("{{window}}", "{{window }}")
+    code, out = _lint(tmp_path, spaced, "--strict")
+    assert code == 0, out
+    query = 'sum(rate(errors{track="{{  track}}"}[{{window }}])) + {{ unknown }}'
+    rendered = render_query(
+        query,
+        track="canary",
+        namespace="shop",
+        name="payments",
+        target="payments",
+        window=timedelta(minutes=5),
+        interval=timedelta(minutes=1),
+    )
+    assert rendered == 'sum(rate(errors{track="canary"}[300s])) + {{ unknown }}'
 
 
 def test_broken_yaml_and_missing_release(tmp_path: pathlib.Path) -> None:
