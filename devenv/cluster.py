@@ -987,6 +987,9 @@ class LocalCluster:
                 f"--tls-private-key-file={pki.apiserver_key}",
                 f"--client-ca-file={pki.ca_crt}",
                 "--authorization-mode=Node,RBAC",
+                # As on OpenShift: an ownerReference with blockOwnerDeletion needs
+                # `update` on the owner's finalizers, which the chart must grant.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",

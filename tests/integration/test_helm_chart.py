@@ -124,6 +124,7 @@ def test_rbac_grants_exactly_the_documented_verbs() -> None:
     assert verbs == {
         "canary.dev/canaryreleases": {"get", "list", "watch", "patch"},
         "canary.dev/canaryreleases/status": {"update"},
+        "canary.dev/canaryreleases/finalizers": {"update"},
         "apps/deployments": {"get", "list", "watch", "create", "patch", "delete"},
         "core/pods": {"list", "watch"},
         "autoscaling/horizontalpodautoscalers": {"list", "watch"},
@@ -158,6 +159,7 @@ def test_optional_rbac_can_be_turned_off() -> None:
     assert set(_verbs(role["rules"])) == {
         "canary.dev/canaryreleases",
         "canary.dev/canaryreleases/status",
+        "canary.dev/canaryreleases/finalizers",
         "apps/deployments",
         "core/pods",
         "autoscaling/horizontalpodautoscalers",

@@ -73,6 +73,13 @@ set is enough for a whole canary and that other verbs are refused.
 - apiGroups: ["canary.dev"]
   resources: ["canaryreleases/status"]
   verbs: ["update"]
+# What the controller creates (the canary Deployment, hook Jobs, the canary
+# Service and Ingress) is owned by its release with blockOwnerDeletion; with
+# the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) that
+# needs update on the owner's finalizers. No finalizer is ever written.
+- apiGroups: ["canary.dev"]
+  resources: ["canaryreleases/finalizers"]
+  verbs: ["update"]
 # Deployments are watched (an in-memory index: a reconcile reads no
 # Deployment from the apiserver); the target is read before it is patched
 # (replicas, image, strategy); the canary is created, patched and deleted.
