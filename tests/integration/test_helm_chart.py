@@ -269,6 +269,8 @@ def test_webhook_without_a_secret_is_refused() -> None:
         ("metrics.port=70000", "metrics/port"),
         ("leaderElection.leaseDuration=-1", "leaseDuration"),
         ("unknownKey=1", "unknownKey"),
+        ("livenessProbe.successThreshold=2", "successThreshold"),
+        ("startupProbe.successThreshold=3", "successThreshold"),
     ],
 )
 def test_the_schema_rejects_bad_values(setting: str, complaint: str) -> None:
@@ -294,6 +296,38 @@ def test_two_replicas_without_leader_election_are_refused() -> None:
     single = render("leaderElection.enabled=false", "replicaCount=1")
     assert "--leader-elect" not in container(single)["args"]
     assert not by_kind(single, "PodDisruptionBudget")  # one replica cannot keep one available
+
+
+def test_the_webhook_and_metrics_cannot_share_a_port() -> None:
+    result = helm(
+        "template",
+        "cc",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "webhook.enabled=true,webhook.secretName=s,webhook.port=8080,metrics.port=8080",
+        check=False,
+    )
+    assert result.returncode != 0 and "must differ" in result.stderr
+
+
+def test_a_long_release_name_still_gives_valid_service_names() -> None:
+    """Service names are DNS labels: 63 characters at most, or the apiserver refuses them."""
+    out = helm(
+        "template",
+        "payments-platform-progressive-delivery-production-eu",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "webhook.enabled=true,webhook.secretName=s",
+    )
+    docs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    names = {d["metadata"]["name"] for d in by_kind(docs, "Service")}
+    assert len(names) == 2 and {n.rsplit("-", 1)[1] for n in names} == {"metrics", "webhook"}
+    label = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    assert all(len(n) <= 63 and label.match(n) for n in names), names
 
 
 def test_plain_manifests_are_the_rendered_chart() -> None:
