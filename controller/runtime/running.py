@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import uuid
@@ -72,6 +73,33 @@ def _exit_on_lost_leadership() -> None:
     os._exit(1)  # stop acting now; a clean shutdown could still reconcile
 
 
+class _Stopping(Exception):
+    """SIGTERM or SIGINT while standing by."""
+
+
+def _stand_by(elector: LeaderElector) -> bool:
+    """Wait for the Lease (True); a SIGTERM or SIGINT meanwhile ends the wait (False).
+
+    In a container this process is PID 1, and the kernel delivers no signal to
+    PID 1 that it has no handler for: without one a standby ignored SIGTERM,
+    and every rollout, drain or `kubectl delete pod` that reached it waited out
+    the grace period for SIGKILL. kopf's own handlers replace this one once it
+    runs, which is only after the Lease is held.
+    """
+
+    def stop(signum: int, _: object) -> None:
+        raise _Stopping(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        elector.acquire()
+    except _Stopping as exc:
+        log.info("stopping while standing by", signal=str(exc))
+        return False
+    return True
+
+
 def run(options: RunOptions) -> int:
     import kopf
 
@@ -93,16 +121,16 @@ def run(options: RunOptions) -> int:
     log.info("serving /metrics, /healthz and /readyz", port=server.server_address[1])
     hook = start_webhook(options.webhook, ReleaseClient(api_client())) if options.webhook else None
     notifying.enable(SecretReader(api_client()))
-    if elector is not None:
-        log.info("standing by for the lease", lease=f"{elector.namespace}/{elector.name}")
-        elector.acquire()
-        elector.start_renewing(on_lost=_exit_on_lost_leadership)
-    metrics.LEADER.set(1)
-
     loop = asyncio.new_event_loop()
-    health.loop = loop
-    kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
     try:
+        if elector is not None:
+            log.info("standing by for the lease", lease=f"{elector.namespace}/{elector.name}")
+            if not _stand_by(elector):
+                return 0  # (a Lease won just as the signal came is given up below)
+            elector.start_renewing(on_lost=_exit_on_lost_leadership)
+        metrics.LEADER.set(1)
+        health.loop = loop
+        kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
         kopf.run(
             loop=loop,
             standalone=True,
@@ -111,6 +139,8 @@ def run(options: RunOptions) -> int:
             liveness_endpoint=options.liveness,
             ready_flag=health.kopf_ready,
         )
+    except _Stopping as exc:  # after the Lease was won, before kopf took the signals over
+        log.info("stopping before reconciling", signal=str(exc))
     finally:
         metrics.LEADER.set(0)
         if elector is not None:

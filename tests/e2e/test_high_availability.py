@@ -8,10 +8,11 @@ from the recorded status: no step repeated, none skipped.
 from __future__ import annotations
 
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -160,3 +161,40 @@ def test_standby_takes_over_a_killed_leader_and_finishes_the_release(
     assert _sample(standby, "canary_promotions_total", namespace=namespace, release="payments") == 1
     time.sleep(2 * RETRY_S)
     assert _lease(k8s, namespace).holder_identity == "replica-b"
+
+
+def test_a_standby_stops_at_once_on_sigterm(
+    namespace: str, k8s: client.ApiClient, controller: ControllerFactory
+) -> None:
+    """In a container the standby is PID 1, which ignores a signal it has no handler for."""
+    leases = client.CoordinationV1Api(k8s)
+    now = datetime.now(UTC)
+    held = client.V1Lease(
+        metadata=client.V1ObjectMeta(name="canary-controller"),
+        spec=client.V1LeaseSpec(
+            holder_identity="someone-else",
+            lease_duration_seconds=3600,
+            acquire_time=now,
+            renew_time=now,
+        ),
+    )
+    leases.create_namespaced_lease(namespace, held)
+    standby = controller(
+        namespace,
+        CANARY_LEADER_ELECT="true",
+        CANARY_LEADER_ELECTION_NAMESPACE=namespace,
+        CANARY_LEADER_ELECTION_IDENTITY="replica-b",
+        CANARY_RETRY_PERIOD=str(RETRY_S),
+    )
+    wait_for(
+        lambda: _get(f"{standby.metrics_url}/readyz") == (200, "standby: leader is someone-else\n"),
+        60,
+        "the standby to be Ready",
+    )
+    assert standby.process is not None
+    began = time.monotonic()
+    standby.process.send_signal(signal.SIGTERM)
+    assert standby.process.wait(timeout=10) == 0  # a clean exit, not death by the signal
+    assert time.monotonic() - began < 5
+    assert "stopping while standing by" in standby.log_tail(50)
+    assert _lease(k8s, namespace).holder_identity == "someone-else"  # never touched
