@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import yaml
 from pydantic import ValidationError
@@ -15,6 +16,10 @@ from rich.console import Console
 
 from controller.api.durations import parse_duration
 from controller.api.spec import CanaryReleaseSpec
+
+if TYPE_CHECKING:  # imported when used: `--help` stays quick
+    from controller.adapters.ports import AuditLogSource
+    from controller.adapters.prometheus import PrometheusSource
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +40,15 @@ def add_parser(sub: Any) -> None:
     end = parser.add_mutually_exclusive_group()
     end.add_argument("--to", dest="end", help="when replay stops (ISO 8601 or Unix s)")
     end.add_argument("--for", dest="length", default="24h", help="how long to replay (24h)")
-    parser.add_argument("--prometheus", help="Prometheus address (default: the spec's)")
+    parser.add_argument(
+        "--prometheus",
+        help="Prometheus address for every query (default: the spec's addresses)",
+    )
+    parser.add_argument(
+        "--audit-dsn",
+        default=os.environ.get("CANARY_AUDIT_DSN"),
+        help="PostgreSQL connection string for an auditLog.sql (env CANARY_AUDIT_DSN)",
+    )
     parser.add_argument("--every", help="clock tick (default: analysis.interval)")
     parser.add_argument("--namespace", help="{{namespace}} (default: metadata.namespace)")
     parser.add_argument("--name", help="{{name}} (default: metadata.name)")
@@ -81,7 +94,7 @@ def load_release(path: pathlib.Path) -> tuple[CanaryReleaseSpec, dict[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.adapters.prometheus import PrometheusSource
+    """Exit codes: 0 replayed (whatever the outcome), 1 could not judge, 2 bad usage."""
     from controller.replay.rendering import render
     from controller.replay.replaying import replay
 
@@ -97,29 +110,95 @@ def run(args: argparse.Namespace) -> int:
     if spec.analysis is None:
         err.print("[red]replay: the release has no analysis to replay[/red]")
         return 2
+    if end > datetime.now(UTC):
+        err.print(f"[red]replay: {end.isoformat()} is in the future: nothing is recorded yet[/red]")
+        return 2
     every = parse_duration(args.every) if args.every else spec.analysis.interval_length()
-    address = args.prometheus or spec.analysis.prometheus.address
-    source = PrometheusSource(address)
+    namespace = args.namespace or metadata.get("namespace") or "default"
+    name = args.name or metadata.get("name") or "release"
+    sources = _Sources(args.prometheus)
     try:
         timeline = replay(
             spec,
-            source,
+            sources.at(spec.analysis.prometheus.address),
             start=start,
             end=end,
             every=every,
-            namespace=args.namespace or metadata.get("namespace") or "default",
-            name=args.name or metadata.get("name") or "release",
+            namespace=namespace,
+            name=name,
             replicas=args.replicas,
             ready_delay=ready_delay,
             stop_at_decision=not args.full,
+            audit=_audit_source(spec, sources, args.audit_dsn, namespace=namespace, name=name),
+            watch_source=sources.at(spec.post_promotion_address()),
         )
     except ValueError as exc:
         err.print(f"[red]replay: {exc}[/red]")
         return 2
     finally:
-        source.close()
+        sources.close()
+    for part in timeline.not_replayed:
+        err.print(f"[yellow]replay: not replayed: {part}[/yellow]")
     if args.output == "json":
         sys.stdout.write(json.dumps(timeline.to_json(), indent=1) + "\n")
     else:
         render(timeline, Console(), every_look=args.every_look)
+    if timeline.problem is not None:
+        err.print(f"[red]replay: could not judge: {timeline.problem}[/red]")
+        return 1
     return 0
+
+
+class _Sources:
+    """One PrometheusSource per address (or every query to `override`), closed together."""
+
+    def __init__(self, override: str | None) -> None:
+        self._override = override
+        self._open: dict[str, PrometheusSource] = {}
+
+    @overload
+    def at(self, address: str) -> PrometheusSource: ...
+    @overload
+    def at(self, address: str | None) -> PrometheusSource | None: ...
+    def at(self, address: str | None) -> PrometheusSource | None:
+        from controller.adapters.prometheus import PrometheusSource
+
+        chosen = self._override or address
+        if chosen is None:
+            return None
+        if chosen not in self._open:
+            self._open[chosen] = PrometheusSource(chosen)
+        return self._open[chosen]
+
+    def close(self) -> None:
+        for source in self._open.values():
+            source.close()
+
+
+def _audit_source(
+    spec: CanaryReleaseSpec, sources: _Sources, dsn: str | None, *, namespace: str, name: str
+) -> AuditLogSource | None:
+    """The audit log the spec reads, from recorded data; None when it has none."""
+    analysis = spec.analysis
+    config = analysis.audit_log if analysis is not None else None
+    if analysis is None or config is None:
+        return None
+    if config.sql is not None:
+        if not dsn:
+            raise ValueError(
+                "spec.analysis.auditLog.sql: pass --audit-dsn (or CANARY_AUDIT_DSN) for the "
+                "database that holds the recorded audit_logs table"
+            )
+        from controller.adapters.postgres_audit import PostgresAuditLog
+
+        return PostgresAuditLog(dsn, config.sql)
+    from controller.adapters.prometheus_audit import PrometheusAuditCounter
+
+    assert config.prometheus is not None
+    return PrometheusAuditCounter(
+        sources.at(config.prometheus.address or analysis.prometheus.address),
+        config.prometheus,
+        namespace=namespace,
+        name=name,
+        target=spec.target_ref.name,
+    )

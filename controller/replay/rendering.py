@@ -10,49 +10,62 @@ from rich.text import Text
 
 from controller.api.durations import format_duration
 from controller.api.status import MetricResult
-from controller.replay.replaying import Timeline
+from controller.replay.replaying import Look, Timeline
 
 STYLES = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "error": "magenta"}
 
 
 def render(timeline: Timeline, console: Console, *, every_look: bool = False) -> None:
     """The table shows each change of verdict (every look with `every_look`)."""
-    names = [m.name for m in timeline.looks[0].metrics] if timeline.looks else []
-    table = Table(
-        title=f"replay of {timeline.namespace}/{timeline.name} from {_clock(timeline.start)}",
-        show_lines=False,
-    )
-    table.add_column("time")
-    table.add_column("+")
-    table.add_column("phase")
+    title = f"replay of {timeline.namespace}/{timeline.name} from {_clock(timeline.start)}"
+    console.print(_table(title, timeline.looks, timeline.start, every_look))
+    if timeline.watch:
+        title = f"watch after promotion of {timeline.final.stable_tag or 'the release'}"
+        console.print(_table(title, timeline.watch, timeline.start, every_look))
+    console.print(summary(timeline))
+
+
+def _table(title: str, looks: list[Look], start: datetime, every_look: bool) -> Table:
+    names = [m.name for m in looks[0].metrics] if looks else []
+    audited = any(look.audit is not None for look in looks)
+    table = Table(title=title, show_lines=False)
+    for column in ("time", "+", "phase"):
+        table.add_column(column)
     table.add_column("step", justify="right")
     table.add_column("weight", justify="right")
     for name in names:
         table.add_column(name, overflow="fold", max_width=70)
-    previous: tuple[str, ...] | None = None
-    for index, look in enumerate(timeline.looks):
-        verdicts = (*(m.verdict for m in look.metrics), look.phase)
-        last = index == len(timeline.looks) - 1
+    if audited:
+        table.add_column("audit log", overflow="fold", max_width=70)
+    previous: tuple[str | None, ...] | None = None
+    for index, look in enumerate(looks):
+        verdicts = (*(m.verdict for m in look.metrics), look.phase, _verdict(look.audit))
+        last = index == len(looks) - 1
         if not every_look and verdicts == previous and not last:
             continue
         previous = verdicts
+        audit = [_audit_cell(look.audit)] if audited else []
         table.add_row(
             _clock(look.at),
-            _since(look.at - timeline.start),
+            _since(look.at - start),
             look.phase,
             "-" if look.step is None else str(look.step + 1),
             f"{look.weight}%",
             *(_cell(m) for m in look.metrics),
+            *audit,
         )
-    console.print(table)
-    console.print(summary(timeline))
+    return table
 
 
 def summary(timeline: Timeline) -> Text:
     final, at = timeline.final, timeline.decided_at
     when = f" at {_clock(at)} (+{_since(at - timeline.start)})" if at else ""
+    if timeline.problem is not None:
+        return Text(f"could not judge: {timeline.problem}", "bold magenta")
     if timeline.outcome == "RolledBack":
         return Text(f"would have rolled back{when}: {final.reason}: {final.message}", "bold red")
+    if timeline.outcome == "Succeeded" and timeline.watch:
+        return Text(f"would have promoted, and passed the watch after it{when}", "bold green")
     if timeline.outcome == "Succeeded":
         return Text(f"would have promoted{when}", "bold green")
     if timeline.outcome == "Failed":
@@ -60,6 +73,19 @@ def summary(timeline: Timeline) -> Text:
     return Text(
         f"no decision by {_clock(timeline.end)}: {final.phase}; {final.message or ''}", "yellow"
     )
+
+
+def _verdict(audit: str | None) -> str | None:
+    return audit.split(" ", 1)[0] if audit else None
+
+
+def _audit_cell(audit: str | None) -> Text:
+    if audit is None:
+        return Text("")
+    verdict, _, reason = audit.partition(" ")
+    text = Text(verdict, STYLES.get(verdict, ""))
+    text.append(f" {reason}", "dim")
+    return text
 
 
 def _cell(metric: MetricResult) -> Text:

@@ -9,32 +9,100 @@ cluster whose pods become Ready after a delay (`SimulatedWorld`), and
 evaluation instant of the past.
 
 The recorded metrics are what they were: replay does not shift traffic, so
-it answers the question for the canary and stable tracks as recorded.
+it answers the question for the canary and stable tracks as recorded. The
+audit log (from the same Prometheus, or a PostgreSQL given by DSN) and the
+watch after promotion are replayed too. Gates and hooks are not: they read
+the live cluster and database, so replay leaves them out and says so.
+
+A replay that could not judge says why instead of "no decision": a
+Prometheus that does not answer, a query it rejects, or a window it holds no
+data for (beyond its retention, or in the future) each end the replay with
+`Timeline.problem`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller.adapters.ports import MetricsSource
+from controller.adapters.ports import AuditLogSource, MetricsSource, MetricsUnreachable
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, MetricResult
 from controller.engine.actions import RecordEvent
+from controller.engine.observations import Observed
+from controller.engine.watching import watch_due, watching
 from controller.replay.world import SimulatedWorld
+from controller.runtime.auditing import judge_audit_log
+from controller.runtime.watching import measure_after_promotion
 
 TERMINAL = ("RolledBack", "Succeeded", "Failed")
 
 
-@dataclass(kw_only=True)
-class ReplayWorld(SimulatedWorld):
-    """The simulated cluster, its metrics answered by a real (recorded) Prometheus."""
+@dataclass
+class _Answering:
+    """A MetricsSource that remembers the first time Prometheus did not answer."""
 
     source: MetricsSource
+    unreachable: str | None = None
+
+    def query(self, promql: str, at: datetime) -> float | None:
+        try:
+            return self.source.query(promql, at)
+        except MetricsUnreachable as exc:
+            self.unreachable = self.unreachable or str(exc)
+            raise
+
+    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        try:
+            return self.source.query_vector(promql, at)
+        except MetricsUnreachable as exc:
+            self.unreachable = self.unreachable or str(exc)
+            raise
+
+
+@dataclass(kw_only=True)
+class ReplayWorld(SimulatedWorld):
+    """The simulated cluster, its metrics answered by a real (recorded) Prometheus.
+
+    Beyond the canary's metrics, it reads what the runtime reads: the audit
+    log on the analysis schedule, and the post-promotion metrics while the
+    promoted release is watched.
+    """
+
+    source: _Answering
+    watch_source: _Answering
+    audit: AuditLogSource | None = None
 
     def metrics_source(self) -> MetricsSource:
         return self.source
+
+    def observe(self, now: datetime) -> Observed:
+        observed = super().observe(now)
+        analysis = self.spec.analysis
+        if observed.measurements is not None and self.audit is not None and analysis:
+            audit = self.audit
+            assert observed.target is not None
+            report = judge_audit_log(
+                lambda: audit,
+                self.spec,
+                self.status,
+                target=observed.target,
+                canary=observed.canary,
+                now=now,
+            )
+            observed = replace(observed, audit_log=report)
+        if watch_due(self.spec, self.status, now):
+            after = measure_after_promotion(
+                self.watch_source,
+                self.spec,
+                self.status,
+                namespace=self.namespace,
+                name=self.name,
+                at=now,
+            )
+            observed = replace(observed, post_promotion=after)
+        return observed
 
 
 @dataclass(frozen=True)
@@ -46,6 +114,8 @@ class Look:
     step: int | None
     weight: int
     metrics: tuple[MetricResult, ...]
+    audit: str | None = None
+    """The audit log's verdict and reason, when it was judged at this look."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +135,19 @@ class Timeline:
     start: datetime
     end: datetime
     looks: list[Look] = field(default_factory=list)
+    watch: list[Look] = field(default_factory=list)
+    """The looks of the watch after promotion (its own metrics)."""
     events: list[Event] = field(default_factory=list)
     final: CanaryReleaseStatus = field(default_factory=CanaryReleaseStatus)
     decided_at: datetime | None = None
+    not_replayed: tuple[str, ...] = ()
+    problem: str | None = None
+    """Why replay could not judge (then its outcome means nothing)."""
 
     @property
     def outcome(self) -> str:
+        if self.problem is not None:
+            return "NotJudged"
         return self.final.phase if self.final.phase in TERMINAL else "Undecided"
 
     def to_json(self) -> dict[str, Any]:
@@ -88,24 +165,38 @@ class Timeline:
                 "reason": self.final.reason,
                 "message": self.final.message,
             },
-            "timeline": [
-                {
-                    "at": look.at.isoformat(),
-                    "phase": look.phase,
-                    "step": look.step,
-                    "weight": look.weight,
-                    "metrics": [
-                        m.model_dump(mode="json", by_alias=True, exclude_none=True)
-                        for m in look.metrics
-                    ],
-                }
-                for look in self.looks
-            ],
+            "problem": self.problem,
+            "notReplayed": list(self.not_replayed),
+            "timeline": [_look_json(look) for look in self.looks],
+            "watch": [_look_json(look) for look in self.watch],
             "events": [
                 {"at": e.at.isoformat(), "type": e.type, "reason": e.reason, "message": e.message}
                 for e in self.events
             ],
         }
+
+
+def _look_json(look: Look) -> dict[str, Any]:
+    return {
+        "at": look.at.isoformat(),
+        "phase": look.phase,
+        "step": look.step,
+        "weight": look.weight,
+        "metrics": [
+            m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in look.metrics
+        ],
+        "auditLog": look.audit,
+    }
+
+
+def replayable(spec: CanaryReleaseSpec) -> tuple[CanaryReleaseSpec, tuple[str, ...]]:
+    """The spec without what replay cannot replay, and the names of what it left out."""
+    left_out = []
+    if spec.gates is not None:
+        left_out.append("gates (they read the live cluster and database; taken as passed)")
+    if spec.hooks is not None:
+        left_out.append("hooks (their Jobs are not run; taken as succeeded)")
+    return spec.model_copy(update={"gates": None, "hooks": None}), tuple(left_out)
 
 
 def replay(
@@ -120,25 +211,37 @@ def replay(
     replicas: int = 10,
     ready_delay: timedelta = timedelta(seconds=20),
     stop_at_decision: bool = True,
+    audit: AuditLogSource | None = None,
+    watch_source: MetricsSource | None = None,
 ) -> Timeline:
-    """Run the release from `start` (when its tag appears) to `end`, ticking every `every`."""
+    """Run the release from `start` (when its tag appears) to `end`, ticking every `every`.
+
+    `audit` reads the audit log when the spec has one; `watch_source` answers
+    the post-promotion metrics (default: `source`).
+    """
     if spec.release.tag is None:
         raise ValueError("spec.release.tag is not set: nothing to release")
     if spec.analysis is None:
         raise ValueError("spec.analysis is not set: nothing to replay")
     if every <= timedelta(0) or end <= start:
         raise ValueError("need a positive --every and --to after --from")
+    if spec.analysis.audit_log is not None and audit is None:
+        raise ValueError("spec.analysis.auditLog is set: replay needs a source for it")
+    spec, left_out = replayable(spec)
+    answering = _Answering(source)
     world = ReplayWorld(
         spec=spec,
         start=start,
-        source=source,
+        source=answering,
+        watch_source=answering if watch_source is None else _Answering(watch_source),
+        audit=audit,
         replicas=replicas,
         ready_delay=ready_delay,
         stable_image=spec.release.image_for(f"{spec.release.tag}-previous"),
         namespace=namespace,
         name=name,
     )
-    timeline = Timeline(name=name, namespace=namespace, start=start, end=end)
+    timeline = Timeline(name=name, namespace=namespace, start=start, end=end, not_replayed=left_out)
     now = start
     while now <= end:
         actions = world.tick(now)
@@ -146,20 +249,63 @@ def replay(
         for action in actions:
             if isinstance(action, RecordEvent):
                 timeline.events.append(Event(now, action.type, action.reason, action.message))
-        if status.metrics and status.metrics[0].measured_at == now:
-            timeline.looks.append(
-                Look(
-                    now,
-                    status.phase,
-                    status.current_step_index,
-                    status.canary_weight,
-                    tuple(status.metrics),
-                )
-            )
-        if status.phase in TERMINAL and timeline.decided_at is None:
+        _record_looks(timeline, status, now)
+        timeline.problem = _problem(world, timeline, now)
+        if timeline.problem is not None:
+            break
+        if status.phase in TERMINAL and not watching(status) and timeline.decided_at is None:
             timeline.decided_at = now
             if stop_at_decision:
                 break
         now += every
     timeline.final = world.status
+    if timeline.problem is None and not _any_data(timeline):
+        timeline.problem = (
+            "Prometheus holds no data for these queries in this window: is it within "
+            "Prometheus's retention, and do the labels match?"
+        )
     return timeline
+
+
+def _record_looks(timeline: Timeline, status: CanaryReleaseStatus, now: datetime) -> None:
+    audit = status.audit_log if status.audit_log and status.audit_log.measured_at == now else None
+    if (status.metrics and status.metrics[0].measured_at == now) or audit is not None:
+        timeline.looks.append(
+            Look(
+                now,
+                status.phase,
+                status.current_step_index,
+                status.canary_weight,
+                tuple(status.metrics),
+                f"{audit.verdict} {audit.reason}" if audit is not None else None,
+            )
+        )
+    watch = status.post_promotion
+    if watch is not None and watch.metrics and watch.metrics[0].measured_at == now:
+        timeline.watch.append(Look(now, status.phase, None, 100, tuple(watch.metrics)))
+
+
+def _problem(world: ReplayWorld, timeline: Timeline, now: datetime) -> str | None:
+    """A reason to stop: Prometheus did not answer, or rejected a query."""
+    for source in (world.source, world.watch_source):
+        if source.unreachable is not None:
+            return f"Prometheus did not answer at {now.isoformat()}: {source.unreachable}"
+    for look in timeline.looks[-1:] + timeline.watch[-1:]:
+        if look.at == now:
+            broken = next((m for m in look.metrics if m.verdict == "error"), None)
+            if broken is not None:
+                return f"metric {broken.name}: {broken.reason}"
+    audit = world.status.audit_log
+    failed = audit is not None and (audit.verdict == "error" or audit.unreachable_since is not None)
+    if audit is not None and failed and audit.measured_at == now:
+        return f"audit log: {audit.reason}"
+    return None
+
+
+def _any_data(timeline: Timeline) -> bool:
+    looks = timeline.looks + timeline.watch
+    return any(look.audit is not None for look in looks) or any(
+        m.canary_value is not None or m.stable_value is not None
+        for look in looks
+        for m in look.metrics
+    )

@@ -8,6 +8,7 @@ it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 
@@ -86,13 +87,32 @@ def measure_audit_log(
     name: str,
     now: datetime,
 ) -> AuditReport:
+    def source() -> AuditLogSource:
+        return audit_source(cluster, spec, namespace=namespace, name=name)
+
+    return judge_audit_log(source, spec, status, target=target, canary=canary, now=now)
+
+
+def judge_audit_log(
+    source: Callable[[], AuditLogSource],
+    spec: CanaryReleaseSpec,
+    status: CanaryReleaseStatus,
+    *,
+    target: DeploymentView,
+    canary: DeploymentView | None,
+    now: datetime,
+) -> AuditReport:
+    """One judgement from whatever `source()` reads: the cluster's Secret, or replay's DSN.
+
+    `source` is called inside the guard, so a Secret that cannot be read is a
+    report that holds the release like any other failure to read the log.
+    """
     analysis = spec.analysis
     assert analysis is not None and analysis.audit_log is not None
     config = analysis.audit_log
     plan = plan_audit(config, status, now)
     try:
-        source = audit_source(cluster, spec, namespace=namespace, name=name)
-        sample = source.fetch(plan)
+        sample = source().fetch(plan)
     except AuditLogUnreachable as exc:
         log.warning("audit log unreachable", error=str(exc))
         return AuditReport("inconclusive", str(exc), now, unreachable=True, window_start=plan.start)
