@@ -33,6 +33,7 @@ Verdict = Literal["pass", "fail", "inconclusive", "error"]
 Outcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded"]
 
 MAX_HISTORY = 20
+MAX_PENDING_EVENTS = 32
 MAX_TREND = 12
 
 
@@ -143,6 +144,15 @@ class HistoryEntry(StatusModel):
     finished_at: datetime
 
 
+class PendingEvent(StatusModel):
+    """An Event decided with this status and not yet known to be sent (runtime/outbox.py)."""
+
+    id: str = Field(max_length=64)
+    type: Literal["Normal", "Warning"]
+    reason: str = Field(max_length=128)
+    message: str = Field(default="", max_length=1024)
+
+
 class Condition(StatusModel):
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -205,3 +215,8 @@ class CanaryReleaseStatus(StatusModel):
     observed_generation: int | None = None
     last_command: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list, max_length=MAX_HISTORY)
+    pending_events: list[PendingEvent] = Field(
+        default_factory=list,
+        max_length=MAX_PENDING_EVENTS,
+        description="Events (and their notifications) written with a decision, until sent",
+    )

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -154,6 +154,7 @@ class Dispatcher:
         status: CanaryReleaseStatus,
         event: RecordEvent,
         now: datetime | None = None,
+        notice_id: str | None = None,
     ) -> int:
         """Queue the event for every destination that wants it; return how many were queued."""
         kind = kind_of(event)
@@ -165,6 +166,8 @@ class Dispatcher:
             return 0
         steps = len(spec.steps) if spec is not None else None
         notice = notice_for(release, status, event, kind, now or datetime.now(UTC), steps)
+        if notice_id is not None:
+            notice = replace(notice, id=notice_id)
         self._ensure_worker()
         queued = 0
         for sink in sinks:
@@ -295,12 +298,13 @@ def notify(
     spec: CanaryReleaseSpec | None,
     status: CanaryReleaseStatus,
     event: RecordEvent,
+    notice_id: str | None = None,
 ) -> None:
     """Hand an Event to the notifier; never raises, never waits on the network."""
     dispatcher = _dispatcher
     if dispatcher is None:
         return
     try:
-        dispatcher.publish(release, spec, status, event)
+        dispatcher.publish(release, spec, status, event, notice_id=notice_id)
     except Exception:  # notifications must never break a reconcile
         log.exception("could not queue a notification")

@@ -29,11 +29,11 @@ from controller.engine.analysis import analysis_due
 from controller.engine.decide import command_pending, decide, reject_spec
 from controller.engine.observations import Observed, PodHealth
 from controller.engine.watching import watch_due, watching
+from controller.runtime import outbox
 from controller.runtime.auditing import measure_audit_log
 from controller.runtime.gate_checks import GateChecker, check_gates, gate_request, observe_hooks
 from controller.runtime.measuring import Interruptible, measure
 from controller.runtime.metrics import record_measurements, record_status
-from controller.runtime.notifying import notify
 from controller.runtime.routing import apply_traffic, observe_route
 from controller.runtime.watching import measure_after_promotion
 
@@ -194,24 +194,27 @@ def _commit(
     router: TrafficRouter | None = None,
 ) -> Outcome:
     meta = release["metadata"]
+    new = outbox.stage(release, new, (a for a in actions if isinstance(a, RecordEvent)))
     changed = new != old
     if changed:
         cluster.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new)
     record_status(meta["namespace"], meta["name"], old, new, meta.get("uid"))
     if new.phase != old.phase:
         log.info("phase changed", old=old.phase, new=new.phase, reason=new.reason)
+    outbox.deliver(cluster, release, spec, new)  # Events first: a failed action keeps them
     for action in actions:
         log.info("action", action=type(action).__name__, detail=repr(action))
         if isinstance(action, RecordEvent):
-            cluster.record_event(release, action)
-            notify(release, spec, new, action)  # queued; never waits on a receiver
+            continue  # in the outbox, sent above
         elif isinstance(action, CheckGates):
             continue  # answered before deciding again; never reaches the cluster
         elif isinstance(action, TrafficAction):
             apply_traffic(router, action)
         elif spec is not None:
             cluster.apply(release, spec, action)
-    moved = (new.phase, new.current_step_index) != (old.phase, old.current_step_index) or any(
-        not isinstance(a, RecordEvent) for a in actions
+    moved = (
+        (new.phase, new.current_step_index) != (old.phase, old.current_step_index)
+        or any(not isinstance(a, RecordEvent) for a in actions)
+        or bool(new.pending_events)  # the next pass drops them from status (or tries again)
     )
     return Outcome(new.phase, tuple(actions), changed, spec, new, moved)

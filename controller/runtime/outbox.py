@@ -1,0 +1,97 @@
+"""Events and notifications that survive a crash between the status write and sending them.
+
+A transition's Event (`RolledBack`, `Promoted`, ...) is decided once, by the
+pass that makes the transition: the next pass starts from the new status and
+has no reason to say it again. Sent after the status write, it was lost for
+good when the process died in between, when the write's answer was lost (the
+retry finds the new status already there), or when creating the Event failed;
+and with it the page to on-call.
+
+So the Events ride in the status they were decided with (`pendingEvents`), in
+the same write. Every pass sends those this process has not sent yet, then a
+later write drops them. A crash in between sends them again after the restart:
+at least once, never lost. A notification carries the entry's id, so a
+receiver can drop the repeat. An Event the apiserver keeps refusing is given
+up after `ATTEMPTS`, so the outbox never fills with it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from controller.adapters.ports import Cluster
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import MAX_PENDING_EVENTS, CanaryReleaseStatus, PendingEvent
+from controller.engine.actions import RecordEvent
+from controller.runtime.notifying import notify
+
+log = structlog.get_logger("controller.outbox")
+ATTEMPTS = 3
+_REMEMBERED = 10_000
+
+#: (release uid, entry id) -> attempts so far; done entries are at ATTEMPTS or above.
+_attempts: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+
+def _key(release: dict[str, Any], pending: PendingEvent) -> tuple[str, str]:
+    meta = release.get("metadata") or {}
+    return (str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"), pending.id)
+
+
+def _done(key: tuple[str, str]) -> bool:
+    return _attempts.get(key, 0) >= ATTEMPTS
+
+
+def stage(
+    release: dict[str, Any], status: CanaryReleaseStatus, events: Iterable[RecordEvent]
+) -> CanaryReleaseStatus:
+    """`status` with this pass's Events added to its outbox, and those already sent taken off."""
+    kept = [p for p in status.pending_events if not _done(_key(release, p))]
+    added = [
+        PendingEvent(
+            id=uuid.uuid4().hex, type=e.type, reason=e.reason[:128], message=e.message[:1024]
+        )
+        for e in events
+    ]
+    pending = [*kept, *added]
+    if len(pending) > MAX_PENDING_EVENTS:
+        dropped = pending[:-MAX_PENDING_EVENTS]
+        log.warning("outbox full: oldest Events dropped", reasons=[p.reason for p in dropped])
+        pending = pending[-MAX_PENDING_EVENTS:]
+    if pending == status.pending_events:
+        return status
+    return status.model_copy(update={"pending_events": pending})
+
+
+def deliver(
+    cluster: Cluster,
+    release: dict[str, Any],
+    spec: CanaryReleaseSpec | None,
+    status: CanaryReleaseStatus,
+) -> None:
+    """Send what this process has not sent of the (written) outbox; never raises."""
+    for pending in status.pending_events:
+        key = _key(release, pending)
+        if _done(key):
+            continue
+        event = RecordEvent(pending.type, pending.reason, pending.message)
+        if key not in _attempts:  # queued once per process; the id lets receivers dedupe
+            notify(release, spec, status, event, notice_id=f"{key[0]}/{pending.id}")
+        _attempts[key] = _attempts.get(key, 0) + 1
+        _attempts.move_to_end(key)
+        try:
+            cluster.record_event(release, event)
+        except Exception as exc:  # an Event must not stop the actions that follow
+            attempt = _attempts[key]
+            log.warning(
+                "could not record an Event", reason=pending.reason, attempt=attempt, error=str(exc)
+            )
+            continue
+        _attempts[key] = ATTEMPTS
+    while len(_attempts) > _REMEMBERED:
+        _attempts.popitem(last=False)

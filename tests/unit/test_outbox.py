@@ -1,0 +1,112 @@
+"""Transition Events and their notifications: at least once, even across a crash.
+
+The in-memory cluster of test_reconcile_interrupts stands in for the
+apiserver; what is tested is the order of writes and sends in the runtime,
+and what a restarted process (an empty memory) does with the status it finds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from controller.adapters.kubernetes import COMMAND_ANNOTATION
+from controller.api.status import CanaryReleaseStatus
+from controller.engine.actions import RecordEvent
+from controller.runtime import outbox
+from controller.runtime.reconcile import reconcile
+from tests.unit.test_reconcile_interrupts import NOW, Cluster, Source
+
+
+class Flaky(Cluster):
+    """Creating an Event fails `failures` times (a 403, a timeout, a kill mid-send)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+        self.events: list[str] = []
+
+    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("apiserver: connection reset")
+        self.events.append(event.reason)
+
+    def write_status(self, namespace: str, name: str, version: str, status: Any) -> None:
+        super().write_status(namespace, name, version, status)
+        assert self.release is not None
+        stored = copy.deepcopy(self.release)
+        stored["status"] = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        self.release = stored  # what the watch would hand the next pass
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    monkeypatch.setattr(outbox, "_attempts", type(outbox._attempts)())
+    sent: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(
+        outbox,
+        "notify",
+        lambda _r, _s, _st, event, notice_id=None: sent.append((event.reason, notice_id)),
+    )
+    return sent
+
+
+def _abort(cluster: Cluster) -> None:
+    assert cluster.release is not None
+    cluster.release["metadata"]["annotations"] = {COMMAND_ANNOTATION: "abort"}
+    cluster.release["metadata"]["uid"] = "uid-1"
+
+
+def _pass(cluster: Cluster) -> CanaryReleaseStatus:
+    outcome = reconcile(cluster, lambda _: Source(), "shop", "payments", NOW)  # type: ignore[arg-type]
+    assert outcome is not None and outcome.status is not None
+    return outcome.status
+
+
+def test_an_event_that_could_not_be_sent_is_sent_by_the_next_pass(
+    _fresh_process: list[tuple[str, str | None]],
+) -> None:
+    cluster = Flaky(failures=1)
+    _abort(cluster)
+    status = _pass(cluster)
+    assert status.phase == "RolledBack" and cluster.events == []
+    (pending,) = cluster.written[-1].pending_events  # written with the rollback itself
+    assert pending.reason == "Aborted"
+    assert cluster.applied  # the rollback's actions still ran
+    _pass(cluster)
+    assert cluster.events == ["Aborted"]
+    # one notification, queued the first time, with an id a receiver can dedupe on
+    assert _fresh_process == [("Aborted", f"uid-1/{pending.id}")]
+    _pass(cluster)
+    assert cluster.written[-1].pending_events == []  # sent, then dropped from status
+    assert cluster.events == ["Aborted"]
+
+
+def test_a_restart_between_the_status_write_and_the_event_sends_it(
+    monkeypatch: pytest.MonkeyPatch, _fresh_process: list[tuple[str, str | None]]
+) -> None:
+    cluster = Flaky()
+    _abort(cluster)
+    monkeypatch.setattr(outbox, "deliver", lambda *a, **k: None)  # killed right after the write
+    _pass(cluster)
+    assert cluster.events == [] and cluster.written[-1].pending_events
+    monkeypatch.undo()  # a new process: nothing in memory
+    monkeypatch.setattr(outbox, "_attempts", type(outbox._attempts)())
+    monkeypatch.setattr(
+        outbox,
+        "notify",
+        lambda _r, _s, _st, event, notice_id=None: _fresh_process.append((event.reason, notice_id)),
+    )
+    _pass(cluster)
+    assert cluster.events == ["Aborted"] and [r for r, _ in _fresh_process] == ["Aborted"]
+
+
+def test_an_event_the_apiserver_keeps_refusing_is_given_up() -> None:
+    cluster = Flaky(failures=100)
+    _abort(cluster)
+    for _ in range(outbox.ATTEMPTS + 1):
+        _pass(cluster)
+    assert cluster.events == [] and cluster.written[-1].pending_events == []
