@@ -246,7 +246,7 @@ def status_panel(view: View) -> Group:
             )
         )
     if not view["specValid"]:
-        parts.append(Text("the spec is invalid: see the message above", style="bold red"))
+        parts.append(Text(f"the spec is invalid: {view['specProblem']}", style="bold red"))
     return Group(*parts)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.api.auditlog import AuditLogStatus
+from controller.api.base import describe_validation_error
 from controller.api.durations import format_duration
 from controller.api.spec import CanaryReleaseSpec, Metric
 from controller.api.status import (
@@ -62,10 +63,15 @@ def bound_text(metric: Metric) -> str:
 
 
 def parse_spec(release: dict[str, Any]) -> CanaryReleaseSpec | None:
+    return spec_and_problem(release)[0]
+
+
+def spec_and_problem(release: dict[str, Any]) -> tuple[CanaryReleaseSpec | None, str | None]:
+    """The spec, or why the controller's models reject it (the apiserver's schema is weaker)."""
     try:
-        return CanaryReleaseSpec.model_validate(release.get("spec") or {})
-    except ValidationError:
-        return None
+        return CanaryReleaseSpec.model_validate(release.get("spec") or {}), None
+    except ValidationError as exc:
+        return None, describe_validation_error(exc)
 
 
 def parse_status(release: dict[str, Any]) -> CanaryReleaseStatus:
@@ -273,7 +279,7 @@ def rollback_view(status: CanaryReleaseStatus) -> View | None:
 
 def status_view(release: dict[str, Any], now: datetime) -> View:
     meta = release.get("metadata") or {}
-    spec, status = parse_spec(release), parse_status(release)
+    (spec, problem), status = spec_and_problem(release), parse_status(release)
     next_analysis = None
     if status.next_analysis_at is not None:
         next_analysis = max(0, int((status.next_analysis_at - now).total_seconds()))
@@ -303,6 +309,7 @@ def status_view(release: dict[str, Any], now: datetime) -> View:
         ],
         "lastCommand": status.last_command,
         "specValid": spec is not None,
+        "specProblem": problem,
     }
 
 

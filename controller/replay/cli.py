@@ -35,10 +35,17 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("-f", "--file", required=True, type=pathlib.Path, help="CanaryRelease YAML")
     parser.add_argument(
-        "--from", dest="start", required=True, help="when the release starts (ISO 8601 or Unix s)"
+        "--from",
+        dest="start",
+        required=True,
+        help="when the release starts (ISO 8601, UTC unless it says otherwise; or Unix s)",
     )
     end = parser.add_mutually_exclusive_group()
-    end.add_argument("--to", dest="end", help="when replay stops (ISO 8601 or Unix s)")
+    end.add_argument(
+        "--to",
+        dest="end",
+        help="when replay stops (ISO 8601, UTC unless it says otherwise; or Unix s)",
+    )
     end.add_argument("--for", dest="length", default="24h", help="how long to replay (24h)")
     parser.add_argument(
         "--prometheus",

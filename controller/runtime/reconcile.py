@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from controller.adapters.kubernetes import COMMAND_ANNOTATION, canary_name
 from controller.adapters.ports import Cluster, MetricsSource
 from controller.adapters.routers.protocol import TrafficRouter
+from controller.api.base import describe_validation_error
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import Action, CheckGates, RecordEvent, TrafficAction
@@ -48,16 +49,6 @@ class Outcome:
     spec: CanaryReleaseSpec | None = None  # with `status`: what the next wake-up is computed from
     status: CanaryReleaseStatus | None = None
     moved: bool = False  # phase or step changed, or the cluster was acted on: look again soon
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """`spec.steps.1: each step must ...`, one problem per clause, for status and CLI."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"spec.{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def reconcile(

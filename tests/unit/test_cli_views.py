@@ -173,6 +173,8 @@ def test_an_invalid_spec_still_shows_the_status() -> None:
     release = _release(PAUSED, steps=[{"setWeight": 120}])
     view = status_view(release, NOW)
     assert view["specValid"] is False and view["step"] is None and view["phase"] == "Paused"
+    assert "spec.steps.0.setWeight" in view["specProblem"]
+    assert f"the spec is invalid: {view['specProblem']}" in _render(view)
 
 
 def test_list_row() -> None:
