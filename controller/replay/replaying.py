@@ -22,9 +22,10 @@ data for (beyond its retention, or in the future) each end the replay with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.adapters.ports import AuditLogSource, MetricsSource, MetricsUnreachable
 from controller.api.spec import CanaryReleaseSpec
@@ -37,6 +38,7 @@ from controller.runtime.auditing import judge_audit_log
 from controller.runtime.watching import measure_after_promotion
 
 TERMINAL = ("RolledBack", "Succeeded", "Failed")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -47,15 +49,14 @@ class _Answering:
     unreachable: str | None = None
 
     def query(self, promql: str, at: datetime) -> float | None:
-        try:
-            return self.source.query(promql, at)
-        except MetricsUnreachable as exc:
-            self.unreachable = self.unreachable or str(exc)
-            raise
+        return self._ask(self.source.query, promql, at)
 
     def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        return self._ask(self.source.query_vector, promql, at)
+
+    def _ask(self, ask: Callable[[str, datetime], _T], promql: str, at: datetime) -> _T:
         try:
-            return self.source.query_vector(promql, at)
+            return ask(promql, at)
         except MetricsUnreachable as exc:
             self.unreachable = self.unreachable or str(exc)
             raise

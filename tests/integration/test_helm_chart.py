@@ -45,6 +45,14 @@ def render(*sets: str, namespace: str = "canary-system") -> list[dict[str, Any]]
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
+def refusal(*sets: str) -> str:
+    """What helm says when it refuses to render these values (it must refuse)."""
+    flags = [f for s in sets for f in ("--set", s)]
+    result = helm("template", "cc", str(CHART), "--kube-version", KUBE_VERSION, *flags, check=False)
+    assert result.returncode != 0, "rendered, but should have been refused"
+    return result.stderr
+
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
@@ -245,18 +253,7 @@ def test_webhook_is_off_by_default_and_wired_when_enabled() -> None:
 
 
 def test_webhook_without_a_secret_is_refused() -> None:
-    result = helm(
-        "template",
-        "cc",
-        str(CHART),
-        "--kube-version",
-        KUBE_VERSION,
-        "--set",
-        "webhook.enabled=true",
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "webhook.secretName is required" in result.stderr
+    assert "webhook.secretName is required" in refusal("webhook.enabled=true")
 
 
 @pytest.mark.parametrize(
@@ -274,42 +271,19 @@ def test_webhook_without_a_secret_is_refused() -> None:
     ],
 )
 def test_the_schema_rejects_bad_values(setting: str, complaint: str) -> None:
-    result = helm(
-        "template", "cc", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting, check=False
-    )
-    assert result.returncode != 0
-    assert complaint in result.stderr
+    assert complaint in refusal(setting)
 
 
 def test_two_replicas_without_leader_election_are_refused() -> None:
-    result = helm(
-        "template",
-        "cc",
-        str(CHART),
-        "--kube-version",
-        KUBE_VERSION,
-        "--set",
-        "leaderElection.enabled=false",
-        check=False,
-    )
-    assert result.returncode != 0 and "needs leaderElection.enabled" in result.stderr
+    assert "needs leaderElection.enabled" in refusal("leaderElection.enabled=false")
     single = render("leaderElection.enabled=false", "replicaCount=1")
     assert "--leader-elect" not in container(single)["args"]
     assert not by_kind(single, "PodDisruptionBudget")  # one replica cannot keep one available
 
 
 def test_the_webhook_and_metrics_cannot_share_a_port() -> None:
-    result = helm(
-        "template",
-        "cc",
-        str(CHART),
-        "--kube-version",
-        KUBE_VERSION,
-        "--set",
-        "webhook.enabled=true,webhook.secretName=s,webhook.port=8080,metrics.port=8080",
-        check=False,
-    )
-    assert result.returncode != 0 and "must differ" in result.stderr
+    shared = "webhook.enabled=true,webhook.secretName=s,webhook.port=8080,metrics.port=8080"
+    assert "must differ" in refusal(shared)
 
 
 def test_a_long_release_name_still_gives_valid_service_names() -> None:
