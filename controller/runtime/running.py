@@ -73,8 +73,9 @@ def _exit_on_lost_leadership() -> None:
     os._exit(1)  # stop acting now; a clean shutdown could still reconcile
 
 
-class _Stopping(Exception):
-    """SIGTERM or SIGINT while standing by."""
+class _Stopping(BaseException):
+    """SIGTERM or SIGINT while standing by: a BaseException, so no `except Exception` on
+    the way (a failed Lease request is logged and retried) can swallow it."""
 
 
 def _stand_by(elector: LeaderElector) -> bool:
