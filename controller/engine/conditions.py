@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from controller.api.status import Condition
+from controller.api.status import CanaryReleaseStatus, Condition
+
+TARGET_FOUND = "TargetFound"
 
 
 def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
@@ -31,3 +33,9 @@ def set_condition(
 def condition_status(conditions: list[Condition], type_: str) -> str | None:
     found = find_condition(conditions, type_)
     return found.status if found is not None else None
+
+
+def target_missing(status: CanaryReleaseStatus) -> bool:
+    """The last decision found no target: nothing is measured or decided until it exists."""
+    found = find_condition(status.conditions, TARGET_FOUND)
+    return found is not None and found.status == "False"

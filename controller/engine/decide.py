@@ -22,7 +22,7 @@ from controller.engine.analysis import (
     inconclusive_message,
 )
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
-from controller.engine.conditions import find_condition, set_condition
+from controller.engine.conditions import TARGET_FOUND, find_condition, set_condition
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
@@ -59,7 +59,6 @@ from controller.engine.watching import (
     watching,
 )
 
-TARGET_FOUND = "TargetFound"
 SPEC_VALID = "SpecValid"
 #: Phases with nothing to lose: `Failed` (a missing target, an invalid spec) returns to Idle.
 RECOVERABLE_PHASES = ("Idle", "Failed", "Blocked", "Waiting")

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
+from controller.engine.conditions import target_missing
 from controller.engine.context import ACTIVE_PHASES
 from controller.engine.deploy_windows import IN_BLACKOUT, OUTSIDE_WINDOW
 from controller.engine.watching import watching
@@ -37,6 +38,8 @@ def next_wakeup(
     resync: timedelta,
 ) -> datetime:
     """The earliest moment at which deciding again could give a different answer."""
+    if target_missing(status):  # its deadlines wait for it; the Deployment watch wakes it
+        return now + poll
     deadlines = [now + (poll if _polled(spec, status) else resync)]
     active = status.phase in ACTIVE_PHASES
     watched = watching(status)

@@ -112,7 +112,13 @@ def reconcile(
         return Interruptible(metrics_for(address), interrupted)
 
     measurements = None
-    if spec.analysis is not None and not answering and analysis_due(spec, status, now):
+    # Without a target nothing is decided, so nothing measured would be folded in.
+    if (
+        target is not None
+        and spec.analysis is not None
+        and not answering
+        and analysis_due(spec, status, now)
+    ):
         source = source_for(spec.analysis.prometheus.address)
         measurements = measure(source, spec, status, namespace=namespace, name=name, at=now)
         record_measurements(namespace, name, measurements, uid=meta.get("uid"))
@@ -131,7 +137,7 @@ def reconcile(
         )
     after = None
     watch_address = spec.post_promotion_address()
-    if watch_address is not None and not answering and watch_due(spec, status, now):
+    if watch_address is not None and target and not answering and watch_due(spec, status, now):
         after = measure_after_promotion(
             source_for(watch_address), spec, status, namespace=namespace, name=name, at=now
         )

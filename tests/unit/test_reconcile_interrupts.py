@@ -17,6 +17,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import Action, RecordEvent
 from controller.engine.observations import DeploymentView, PodHealth
+from controller.engine.wakeup import next_wakeup
 from controller.runtime.measuring import AnalysisInterrupted
 from controller.runtime.reconcile import reconcile
 
@@ -171,3 +172,23 @@ def test_the_reserved_workers_pass_answers_only_and_never_queries() -> None:
     assert outcome is not None and outcome.status is not None
     assert outcome.status.next_analysis_at is not None
     assert outcome.status.next_analysis_at <= NOW  # still due: the next pass analyses
+
+
+class _TargetGone(Cluster):
+    def read_deployment(
+        self, namespace: str, name: str, container: str | None
+    ) -> DeploymentView | None:
+        return None if name == "payments" else super().read_deployment(namespace, name, container)
+
+
+def test_a_missing_target_is_not_measured_and_not_woken_every_second() -> None:
+    """An analysis due while the Deployment is gone is not folded in: it would be due forever."""
+    cluster, source = _TargetGone(), Source()
+    outcome = _run(cluster, source)
+    assert source.sent == []
+    assert outcome is not None and outcome.status is not None and outcome.spec is not None
+    assert outcome.status.phase == "Paused"  # held, not Failed (see test_engine)
+    due = next_wakeup(
+        outcome.spec, outcome.status, NOW, poll=timedelta(seconds=10), resync=timedelta(minutes=5)
+    )
+    assert due == NOW + timedelta(seconds=10)  # not the overdue analysis, i.e. at once
