@@ -23,6 +23,7 @@ from psycopg import sql
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
 from controller.adapters.postgres_sessions import connect, read_only_transaction
 from controller.api.auditlog import SqlAuditLog
+from controller.api.placeholders import fill
 from controller.auditlog.samples import AuditPlan, AuditSample
 
 APPLICATION_NAME = "canary-controller"
@@ -155,10 +156,7 @@ class PostgresAuditLog:
 
 
 def _render_track(value: str, plan: AuditPlan) -> str:
-    for placeholder, tag in (("canaryTag", plan.canary_tag), ("stableTag", plan.stable_tag)):
-        for form in ("{{" + placeholder + "}}", "{{ " + placeholder + " }}"):
-            value = value.replace(form, tag or "")
-    return value
+    return fill(value, {"canaryTag": plan.canary_tag or "", "stableTag": plan.stable_tag or ""})
 
 
 def _short(exc: BaseException) -> str:

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["replay", *(sys.argv[1:] if argv is None else argv)])
     except SystemExit as exc:  # --help, or bad usage (already printed)
         return int(exc.code or 0)
+    from controller.runtime.logs import configure_logging
+
+    configure_logging("WARNING")  # on stderr: stdout is the timeline (JSON with -o json)
     result: int = args.func(args)
     return result
 
@@ -117,9 +120,16 @@ def run(args: argparse.Namespace) -> int:
     if spec.analysis is None:
         err.print("[red]replay: the release has no analysis to replay[/red]")
         return 2
-    if end > datetime.now(UTC):
-        err.print(f"[red]replay: {end.isoformat()} is in the future: nothing is recorded yet[/red]")
+    now = datetime.now(UTC)
+    if start >= now or (args.end and end > now):
+        future = start if start >= now else end
+        err.print(
+            f"[red]replay: {future.isoformat()} is in the future: nothing is recorded yet[/red]"
+        )
         return 2
+    if end > now:  # --for runs past now: a release that started today replays up to now
+        err.print(f"[yellow]replay: up to now ({now.isoformat(timespec='seconds')})[/yellow]")
+        end = now
     every = parse_duration(args.every) if args.every else spec.analysis.interval_length()
     namespace = args.namespace or metadata.get("namespace") or "default"
     name = args.name or metadata.get("name") or "release"

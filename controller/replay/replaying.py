@@ -43,10 +43,16 @@ _T = TypeVar("_T")
 
 @dataclass
 class _Answering:
-    """A MetricsSource that remembers the first time Prometheus did not answer."""
+    """A MetricsSource that remembers the first time Prometheus could not be reached at all.
+
+    A query that timed out is held as inconclusive, as the controller holds it;
+    a refused connection (a wrong address, no Prometheus) would be refused at
+    every look of the window, so replay stops there.
+    """
 
     source: MetricsSource
     unreachable: str | None = None
+    timeouts: int = 0
 
     def query(self, promql: str, at: datetime) -> float | None:
         return self._ask(self.source.query, promql, at)
@@ -58,7 +64,9 @@ class _Answering:
         try:
             return ask(promql, at)
         except MetricsUnreachable as exc:
-            self.unreachable = self.unreachable or str(exc)
+            if exc.connection:
+                self.unreachable = self.unreachable or str(exc)
+            self.timeouts += not exc.connection
             raise
 
 
@@ -261,9 +269,11 @@ def replay(
         now += every
     timeline.final = world.status
     if timeline.problem is None and not _any_data(timeline):
+        timeouts = world.source.timeouts + world.watch_source.timeouts
+        slow = f" ({timeouts} queries timed out)" if timeouts else ""
         timeline.problem = (
-            "Prometheus holds no data for these queries in this window: is it within "
-            "Prometheus's retention, and do the labels match?"
+            f"no query returned data in this window{slow}: is it within Prometheus's "
+            "retention, and do the labels match?"
         )
     return timeline
 

@@ -17,6 +17,7 @@ from controller.adapters.ports import MetricsUnreachable, QueryRejected
 from controller.api.spec import CanaryReleaseSpec
 from controller.replay import cli
 from controller.replay.replaying import replay
+from devenv.ports import free_port
 from tests.unit.world import MetricFn, breaking_at, healthy, make_spec
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -111,6 +112,24 @@ def test_an_unreachable_prometheus_ends_the_replay_at_the_first_look() -> None:
     assert len(timeline.looks) == 1 and source.asked == 1  # not a day of timeouts
 
 
+def test_a_query_that_times_out_is_held_as_the_controller_holds_it() -> None:
+    """Only a refused connection ends replay; a slow Prometheus answers the next look."""
+    slow = MetricsUnreachable("read timed out")
+
+    class Slow(_Recorded):
+        def query(self, promql: str, at: datetime) -> float | None:
+            self.asked += 1
+            if self.asked <= 2:
+                raise slow  # the first look times out
+            return healthy(promql, "", at)
+
+    timeline = _replay(_spec(), Slow(healthy))
+    assert timeline.problem is None and timeline.outcome == "Succeeded"
+    assert timeline.looks[0].metrics[0].verdict == "inconclusive"
+    always = _replay(_spec(), _Recorded(healthy, slow), hours=0.5)
+    assert always.problem is not None and "timed out" in always.problem
+
+
 def test_a_rejected_query_ends_the_replay_naming_the_metric() -> None:
     timeline = _replay(_spec(), _Recorded(healthy, QueryRejected("parse error: unexpected '{'")))
     assert timeline.outcome == "NotJudged" and len(timeline.looks) == 1
@@ -131,3 +150,19 @@ def test_a_window_in_the_future_is_refused_before_asking_anyone(
     soon = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
     assert cli.main(["-f", str(path), "--from", soon, "--for", "1h"]) == 2
     assert "is in the future" in capsys.readouterr().err
+    earlier = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    assert cli.main(["-f", str(path), "--from", earlier, "--to", soon]) == 2
+    assert "is in the future" in capsys.readouterr().err
+
+
+def test_a_release_that_started_today_replays_up_to_now(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default --for 24h runs past now: replay stops at now instead of refusing."""
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(_spec().model_dump(by_alias=True, exclude_none=True)))
+    earlier = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused at the first look
+    assert cli.main(["-f", str(path), "--from", earlier, "--prometheus", nobody]) == 1
+    err = capsys.readouterr().err
+    assert "up to now" in err and "could not judge: Prometheus did not answer" in err
