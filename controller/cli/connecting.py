@@ -19,6 +19,7 @@ from kubernetes import client, config
 
 from controller.runtime.clients import CountingApiClient
 
+RETRIES = 1  # one more try on a dropped connection; a person is waiting
 _IN_CLUSTER_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -42,7 +43,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
     path = _kubeconfig_path(kubeconfig)
     if path is None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
+        api = CountingApiClient(limiter=None, retries=RETRIES)
         default = (
             _IN_CLUSTER_NAMESPACE.read_text().strip()
             if _IN_CLUSTER_NAMESPACE.exists()
@@ -54,7 +55,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=path, context=context, client_configuration=configuration, persist_config=False
     )
-    api = CountingApiClient(limiter=None, configuration=configuration)
+    api = CountingApiClient(limiter=None, configuration=configuration, retries=RETRIES)
     if namespace:
         return Connection(api, namespace)
     contexts, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]

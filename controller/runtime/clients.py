@@ -48,6 +48,7 @@ class CountingApiClient(client.ApiClient):
         limiter: RateLimiter | None = KUBERNETES,
         pool_size: int = 10,
         configuration: client.Configuration | None = None,
+        retries: int = 3,
     ) -> None:
         configuration = copy.copy(configuration or client.Configuration.get_default_copy())
         # One connection per worker: urllib3 discards any connection beyond the
@@ -59,7 +60,7 @@ class CountingApiClient(client.ApiClient):
         # urllib3 would otherwise sleep through a 429's Retry-After up to three
         # times inside the call, past the request timeout and unseen by the
         # limiter; connection failures are still retried.
-        configuration.retries = Retry(total=3, respect_retry_after_header=False)
+        configuration.retries = Retry(total=retries, respect_retry_after_header=False)
         super().__init__(configuration)
         self._limiter = limiter
 

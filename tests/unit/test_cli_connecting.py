@@ -11,6 +11,7 @@ import yaml
 
 from controller.cli import main as cli
 from controller.cli.connecting import connect
+from controller.runtime.clients import CountingApiClient
 
 
 def _kubeconfig(path: pathlib.Path, name: str, port: int, namespace: str) -> pathlib.Path:
@@ -69,3 +70,9 @@ def test_an_unreachable_apiserver_or_a_bad_context_is_one_clear_line(
     assert cli.main(["--kubeconfig", str(path), "--context", "nope", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no usable kubeconfig:") and "nope" in err
+
+
+def test_requests_time_out_and_are_retried_once(tmp_path: pathlib.Path) -> None:
+    conn = connect(str(_kubeconfig(tmp_path / "a.yaml", "prod", 18081, "shop")), None, None)
+    assert conn.api.configuration.retries.total == 1
+    assert isinstance(conn.api, CountingApiClient)  # which sets the 30 s request timeout
