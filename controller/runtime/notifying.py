@@ -68,6 +68,23 @@ class Sink:
 class Delivery:
     notice: Notice
     sink: Sink
+    handled: Countdown | None = None
+
+
+class Countdown:
+    """Calls `then` once all of a notice's deliveries are handled (sent or given up)."""
+
+    def __init__(self, count: int, then: Callable[[], None]) -> None:
+        self._left, self._then, self._lock = count, then, threading.Lock()
+        if count <= 0:
+            then()
+
+    def one_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            finished = self._left == 0
+        if finished:
+            self._then()
 
 
 class _Retryable(Exception):
@@ -155,14 +172,18 @@ class Dispatcher:
         event: RecordEvent,
         now: datetime | None = None,
         notice_id: str | None = None,
+        on_handled: Callable[[], None] | None = None,
     ) -> int:
-        """Queue the event for every destination that wants it; return how many were queued."""
+        """Queue the event for every destination that wants it; return how many were queued.
+
+        `on_handled` is called (from the notifier's thread, or at once) when every
+        destination has been sent to, or given up on.
+        """
         kind = kind_of(event)
-        if kind is None:
-            return 0
         namespace = str((release.get("metadata") or {}).get("namespace", ""))
         sinks = [s for s in [*self._global, *release_sinks(namespace, spec)] if kind in s.kinds]
-        if not sinks:
+        handled = Countdown(len(sinks) if kind else 0, on_handled or (lambda: None))
+        if kind is None or not sinks:
             return 0
         steps = len(spec.steps) if spec is not None else None
         notice = notice_for(release, status, event, kind, now or datetime.now(UTC), steps)
@@ -172,9 +193,10 @@ class Dispatcher:
         queued = 0
         for sink in sinks:
             try:
-                self._queue.put_nowait(Delivery(notice, sink))
+                self._queue.put_nowait(Delivery(notice, sink, handled))
                 queued += 1
             except queue.Full:
+                handled.one_done()
                 SENT.labels(sink.type, "dropped").inc()
                 log.warning(
                     "notification dropped: queue full",
@@ -203,6 +225,8 @@ class Dispatcher:
             except Exception:  # a bug in one delivery must not stop the next ones
                 log.exception("notification failed unexpectedly")
             finally:
+                if delivery is not None and delivery.handled is not None:
+                    delivery.handled.one_done()
                 self._queue.task_done()
                 QUEUED.set(self._queue.qsize())
 
@@ -299,12 +323,17 @@ def notify(
     status: CanaryReleaseStatus,
     event: RecordEvent,
     notice_id: str | None = None,
+    on_handled: Callable[[], None] | None = None,
 ) -> None:
     """Hand an Event to the notifier; never raises, never waits on the network."""
     dispatcher = _dispatcher
     if dispatcher is None:
+        if on_handled is not None:
+            on_handled()  # no notifier in this process: nothing to wait for
         return
     try:
-        dispatcher.publish(release, spec, status, event, notice_id=notice_id)
+        dispatcher.publish(release, spec, status, event, notice_id=notice_id, on_handled=on_handled)
     except Exception:  # notifications must never break a reconcile
         log.exception("could not queue a notification")
+        if on_handled is not None:
+            on_handled()

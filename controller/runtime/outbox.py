@@ -8,11 +8,13 @@ retry finds the new status already there), or when creating the Event failed;
 and with it the page to on-call.
 
 So the Events ride in the status they were decided with (`pendingEvents`), in
-the same write. Every pass sends those this process has not sent yet, then a
-later write drops them. A crash in between sends them again after the restart:
-at least once, never lost. A notification carries the entry's id, so a
-receiver can drop the repeat. An Event the apiserver keeps refusing is given
-up after `ATTEMPTS`, so the outbox never fills with it.
+the same write. Every pass sends those this process has not sent yet, and a
+later write drops them once the Event is recorded and every receiver of the
+notification was sent to (or given up on by the notifier's own retries). A
+crash before that sends them again after the restart: at least once, never
+lost. A notification carries the entry's id, so a receiver can drop the
+repeat. An Event the apiserver keeps refusing is given up after `ATTEMPTS`,
+so the outbox never fills with it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -34,8 +37,22 @@ log = structlog.get_logger("controller.outbox")
 ATTEMPTS = 3
 _REMEMBERED = 10_000
 
-#: (release uid, entry id) -> attempts so far; done entries are at ATTEMPTS or above.
-_attempts: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+@dataclass
+class _Sending:
+    """One entry's progress in this process."""
+
+    attempts: int = 0
+    recorded: bool = False
+    notified: bool = False  # set from the notifier's thread once every receiver is handled
+
+    @property
+    def done(self) -> bool:
+        return (self.recorded or self.attempts >= ATTEMPTS) and self.notified
+
+
+#: (release uid, entry id) -> its progress; what is not here was not sent by this process.
+_sending: OrderedDict[tuple[str, str], _Sending] = OrderedDict()
 
 
 def _key(release: dict[str, Any], pending: PendingEvent) -> tuple[str, str]:
@@ -44,7 +61,8 @@ def _key(release: dict[str, Any], pending: PendingEvent) -> tuple[str, str]:
 
 
 def _done(key: tuple[str, str]) -> bool:
-    return _attempts.get(key, 0) >= ATTEMPTS
+    sending = _sending.get(key)
+    return sending is not None and sending.done
 
 
 def stage(
@@ -74,24 +92,40 @@ def deliver(
     spec: CanaryReleaseSpec | None,
     status: CanaryReleaseStatus,
 ) -> None:
-    """Send what this process has not sent of the (written) outbox; never raises."""
+    """Send what this process has not sent of the (written) outbox; never raises.
+
+    An entry is done once its Event is recorded (or refused `ATTEMPTS` times)
+    and every receiver of its notification was sent to or given up on; until
+    then it stays in status, so a restart sends it again.
+    """
     for pending in status.pending_events:
         key = _key(release, pending)
-        if _done(key):
+        sending = _sending.get(key)
+        if sending is None:
+            sending = _sending[key] = _Sending()
+            event = RecordEvent(pending.type, pending.reason, pending.message)
+
+            def notified(sending: _Sending = sending) -> None:
+                sending.notified = True
+
+            notice_id = f"{key[0]}/{pending.id}"  # the same after a restart: receivers dedupe
+            notify(release, spec, status, event, notice_id=notice_id, on_handled=notified)
+        _sending.move_to_end(key)
+        if sending.recorded or sending.attempts >= ATTEMPTS:
             continue
-        event = RecordEvent(pending.type, pending.reason, pending.message)
-        if key not in _attempts:  # queued once per process; the id lets receivers dedupe
-            notify(release, spec, status, event, notice_id=f"{key[0]}/{pending.id}")
-        _attempts[key] = _attempts.get(key, 0) + 1
-        _attempts.move_to_end(key)
+        sending.attempts += 1
         try:
-            cluster.record_event(release, event)
+            cluster.record_event(
+                release, RecordEvent(pending.type, pending.reason, pending.message)
+            )
         except Exception as exc:  # an Event must not stop the actions that follow
-            attempt = _attempts[key]
             log.warning(
-                "could not record an Event", reason=pending.reason, attempt=attempt, error=str(exc)
+                "could not record an Event",
+                reason=pending.reason,
+                attempt=sending.attempts,
+                error=str(exc),
             )
             continue
-        _attempts[key] = ATTEMPTS
-    while len(_attempts) > _REMEMBERED:
-        _attempts.popitem(last=False)
+        sending.recorded = True
+    while len(_sending) > _REMEMBERED:
+        _sending.popitem(last=False)

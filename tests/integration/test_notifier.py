@@ -150,3 +150,28 @@ def _spec_with_notifiers(notifiers: list[dict[str, Any]]) -> CanaryReleaseSpec:
             "notifications": notifiers,
         }
     )
+
+
+def test_a_notice_is_reported_handled_only_after_every_receiver_was_tried() -> None:
+    """The outbox keeps a milestone in status until then, so a kill mid-retry resends it."""
+    handled: list[str] = []
+    with Receiver("fail-then-ok", failures=2) as hook, Receiver() as slack:
+        sinks = [Sink("webhook", "hook", url=hook.url), Sink("slack", "slack", url=slack.url)]
+        dispatcher = Dispatcher(None, sinks=sinks, policy=FAST)
+        dispatcher.publish(
+            RELEASE,
+            None,
+            STATUS,
+            ROLLED_BACK,
+            notice_id="uid-1/abc",
+            on_handled=lambda: handled.append("rollback"),
+        )
+        dispatcher.publish(  # nobody is paged about this one: handled at once
+            RELEASE, None, STATUS, RecordEvent("Normal", "Paused", "paused by a human"),
+            on_handled=lambda: handled.append("step"),
+        )  # fmt: skip
+        assert handled == ["step"]
+        wait_for(lambda: handled == ["step", "rollback"], 30, "both receivers to be handled")
+        assert len(hook.requests) == 3 and len(slack.requests) == 1  # after the retries
+        dispatcher.stop()
+    assert {r.body["id"] for r in hook.requests} == {"uid-1/abc"}  # the id the outbox gave
