@@ -8,6 +8,23 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Writes each line to `sys.stderr` as it is at that moment.
+
+    structlog's PrintLogger keeps the stream it was made with; a logger cached
+    while the stream was a temporary one (a CLI run inside a test harness)
+    would write to it after it is closed.
+    """
+
+    def __init__(self, *_: object) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure_logging(level: str = "INFO") -> None:
     # kopf reports every successful handler run at INFO; only problems are news.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -20,6 +37,6 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=True,
     )
