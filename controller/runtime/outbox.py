@@ -100,10 +100,10 @@ def deliver(
     """
     for pending in status.pending_events:
         key = _key(release, pending)
+        event = RecordEvent(pending.type, pending.reason, pending.message)
         sending = _sending.get(key)
         if sending is None:
             sending = _sending[key] = _Sending()
-            event = RecordEvent(pending.type, pending.reason, pending.message)
 
             def notified(sending: _Sending = sending) -> None:
                 sending.notified = True
@@ -115,9 +115,7 @@ def deliver(
             continue
         sending.attempts += 1
         try:
-            cluster.record_event(
-                release, RecordEvent(pending.type, pending.reason, pending.message)
-            )
+            cluster.record_event(release, event)
         except Exception as exc:  # an Event must not stop the actions that follow
             log.warning(
                 "could not record an Event",
