@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from controller.runtime.leader import LeaderElector, LeaseTiming
 from tests.e2e.helpers import wait_for
@@ -99,10 +100,18 @@ def test_a_leader_that_loses_the_lease_is_told_at_once(
         assert not lost.is_set() and a.is_leader
         # someone overwrites the Lease (as a standby would after an expiry)
         leases = client.CoordinationV1Api(k8s)
-        current = leases.read_namespaced_lease("ctl", namespace)
-        current.spec.holder_identity = "intruder"
-        current.spec.renew_time = datetime.now(current.spec.renew_time.tzinfo)
-        leases.replace_namespaced_lease("ctl", namespace, current)
+        for _ in range(10):  # the leader renews meanwhile: read again on a conflict, as it would
+            current = leases.read_namespaced_lease("ctl", namespace)
+            current.spec.holder_identity = "intruder"
+            current.spec.renew_time = datetime.now(current.spec.renew_time.tzinfo)
+            try:
+                leases.replace_namespaced_lease("ctl", namespace, current)
+                break
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        else:
+            raise AssertionError("the Lease changed under every attempt to take it")
         assert lost.wait(timeout=FAST.renew_deadline + 5)
         assert a.is_leader is False
     finally:
