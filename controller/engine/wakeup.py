@@ -38,8 +38,8 @@ def next_wakeup(
     resync: timedelta,
 ) -> datetime:
     """The earliest moment at which deciding again could give a different answer."""
-    if target_missing(status):  # its deadlines wait for it; the Deployment watch wakes it
-        return now + poll
+    if target_missing(status):  # its deadlines wait for it; the Deployment's watch wakes it
+        return now + resync
     deadlines = [now + (poll if _polled(spec, status) else resync)]
     active = status.phase in ACTIVE_PHASES
     watched = watching(status)

@@ -53,6 +53,7 @@ class _Answering:
     source: MetricsSource
     unreachable: str | None = None
     timeouts: int = 0
+    """Queries answered by no result (a timeout, a 5xx): held, as in the controller."""
 
     def query(self, promql: str, at: datetime) -> float | None:
         return self._ask(self.source.query, promql, at)
@@ -270,7 +271,7 @@ def replay(
     timeline.final = world.status
     if timeline.problem is None and not _any_data(timeline):
         timeouts = world.source.timeouts + world.watch_source.timeouts
-        slow = f" ({timeouts} queries timed out)" if timeouts else ""
+        slow = f" ({timeouts} queries went unanswered: timeouts or 5xx)" if timeouts else ""
         timeline.problem = (
             f"no query returned data in this window{slow}: is it within Prometheus's "
             "retention, and do the labels match?"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
+
+_WRITING = threading.Lock()
 
 
 class _StderrLogger:
@@ -20,7 +23,9 @@ class _StderrLogger:
         pass
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        with _WRITING:  # one write per line: threads never splice their lines
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 

@@ -17,6 +17,7 @@ sent unless the runtime called `enable()`: tools that reuse the reconcile
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -223,7 +224,8 @@ class Dispatcher:
                     return
                 self._deliver(delivery)
             except Exception:  # a bug in one delivery must not stop the next ones
-                log.exception("notification failed unexpectedly")
+                with contextlib.suppress(Exception):  # nor a log that cannot be written
+                    log.exception("notification failed unexpectedly")
             finally:
                 if delivery is not None and delivery.handled is not None:
                     delivery.handled.one_done()

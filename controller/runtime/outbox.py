@@ -10,15 +10,17 @@ and with it the page to on-call.
 So the Events ride in the status they were decided with (`pendingEvents`), in
 the same write. Every pass sends those this process has not sent yet, and a
 later write drops them once the Event is recorded and every receiver of the
-notification was sent to (or given up on by the notifier's own retries). A
-crash before that sends them again after the restart: at least once, never
-lost. A notification carries the entry's id, so a receiver can drop the
-repeat. An Event the apiserver keeps refusing is given up after `ATTEMPTS`,
-so the outbox never fills with it.
+notification was handled by the notifier: sent to, or given up on after its
+retries (a receiver in its cool-down after failing is skipped, as always). A
+crash before that sends them again after the restart: at least once. A
+notification carries the entry's id, so a receiver can drop the repeat. An
+Event the apiserver keeps refusing is given up after `ATTEMPTS`, so the
+outbox never fills with it.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -53,6 +55,7 @@ class _Sending:
 
 #: (release uid, entry id) -> its progress; what is not here was not sent by this process.
 _sending: OrderedDict[tuple[str, str], _Sending] = OrderedDict()
+_lock = threading.Lock()  # workers deliver for different releases at once
 
 
 def _key(release: dict[str, Any], pending: PendingEvent) -> tuple[str, str]:
@@ -63,6 +66,19 @@ def _key(release: dict[str, Any], pending: PendingEvent) -> tuple[str, str]:
 def _done(key: tuple[str, str]) -> bool:
     sending = _sending.get(key)
     return sending is not None and sending.done
+
+
+def retrying(release: dict[str, Any], status: CanaryReleaseStatus) -> bool:
+    """An Event of the outbox still to be recorded: worth another pass soon.
+
+    One that waits only for the notifier is not: a slow receiver would have
+    its release reconciled every second, and the next ordinary pass drops it.
+    """
+    for pending in status.pending_events:
+        sending = _sending.get(_key(release, pending))
+        if sending is None or not (sending.recorded or sending.attempts >= ATTEMPTS):
+            return True
+    return False
 
 
 def stage(
@@ -101,16 +117,21 @@ def deliver(
     for pending in status.pending_events:
         key = _key(release, pending)
         event = RecordEvent(pending.type, pending.reason, pending.message)
-        sending = _sending.get(key)
-        if sending is None:
-            sending = _sending[key] = _Sending()
+        with _lock:
+            sending = _sending.get(key)
+            fresh = sending is None
+            if sending is None:
+                sending = _sending[key] = _Sending()
+            _sending.move_to_end(key)
+            while len(_sending) > _REMEMBERED:
+                _sending.popitem(last=False)
+        if fresh:
 
             def notified(sending: _Sending = sending) -> None:
                 sending.notified = True
 
             notice_id = f"{key[0]}/{pending.id}"  # the same after a restart: receivers dedupe
             notify(release, spec, status, event, notice_id=notice_id, on_handled=notified)
-        _sending.move_to_end(key)
         if sending.recorded or sending.attempts >= ATTEMPTS:
             continue
         sending.attempts += 1
@@ -125,5 +146,3 @@ def deliver(
             )
             continue
         sending.recorded = True
-    while len(_sending) > _REMEMBERED:
-        _sending.popitem(last=False)

@@ -212,6 +212,6 @@ def _commit(
     moved = (
         (new.phase, new.current_step_index) != (old.phase, old.current_step_index)
         or any(not isinstance(a, RecordEvent) for a in actions)
-        or bool(new.pending_events)  # the next pass drops them from status (or tries again)
+        or outbox.retrying(release, new)  # an Event to record again soon
     )
     return Outcome(new.phase, tuple(actions), changed, spec, new, moved)

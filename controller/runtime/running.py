@@ -88,8 +88,15 @@ def _stand_by(elector: LeaderElector) -> bool:
     runs, which is only after the Lease is held.
     """
 
+    stopping: list[str] = []
+
     def stop(signum: int, _: object) -> None:
-        raise _Stopping(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stopping:  # a second signal (Ctrl-C twice): let the first one's cleanup finish
+            log.info("already stopping", signal=name)
+            return
+        stopping.append(name)
+        raise _Stopping(name)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)

@@ -127,7 +127,7 @@ def test_a_query_that_times_out_is_held_as_the_controller_holds_it() -> None:
     assert timeline.problem is None and timeline.outcome == "Succeeded"
     assert timeline.looks[0].metrics[0].verdict == "inconclusive"
     always = _replay(_spec(), _Recorded(healthy, slow), hours=0.5)
-    assert always.problem is not None and "timed out" in always.problem
+    assert always.problem is not None and "went unanswered" in always.problem
 
 
 def test_a_rejected_query_ends_the_replay_naming_the_metric() -> None:

@@ -50,3 +50,17 @@ def test_sigterm_in_a_lease_request_stops_the_standby() -> None:
     began = time.monotonic()
     assert running._stand_by(elector) is False  # type: ignore[arg-type]
     assert time.monotonic() - began < 2 and elector.swallowed == 0
+
+
+@pytest.mark.usefixtures("_restore_handlers")
+def test_a_second_signal_does_not_cut_the_first_ones_cleanup_short() -> None:
+    class Leads:
+        def acquire(self) -> bool:
+            return True
+
+    assert running._stand_by(Leads()) is True  # type: ignore[arg-type]
+    with pytest.raises(running._Stopping):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs here, in the main thread
+    os.kill(os.getpid(), signal.SIGINT)  # during the cleanup: noted, not raised
+    time.sleep(0.2)
