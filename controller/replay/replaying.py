@@ -308,8 +308,9 @@ def _problem(world: ReplayWorld, timeline: Timeline, now: datetime) -> str | Non
             if broken is not None:
                 return f"metric {broken.name}: {broken.reason}"
     audit = world.status.audit_log
-    failed = audit is not None and (audit.verdict == "error" or audit.unreachable_since is not None)
-    if audit is not None and failed and audit.measured_at == now:
+    if audit is None or audit.measured_at != now:
+        return None
+    if audit.verdict == "error" or audit.unreachable_since is not None:
         return f"audit log: {audit.reason}"
     return None
 

@@ -183,7 +183,7 @@ class Dispatcher:
         kind = kind_of(event)
         namespace = str((release.get("metadata") or {}).get("namespace", ""))
         sinks = [s for s in [*self._global, *release_sinks(namespace, spec)] if kind in s.kinds]
-        handled = Countdown(len(sinks) if kind else 0, on_handled or (lambda: None))
+        handled = Countdown(len(sinks), on_handled or (lambda: None))  # no kind: no sinks
         if kind is None or not sinks:
             return 0
         steps = len(spec.steps) if spec is not None else None

@@ -49,8 +49,13 @@ class _Sending:
     notified: bool = False  # set from the notifier's thread once every receiver is handled
 
     @property
+    def event_settled(self) -> bool:
+        """Recorded, or refused too often to try again."""
+        return self.recorded or self.attempts >= ATTEMPTS
+
+    @property
     def done(self) -> bool:
-        return (self.recorded or self.attempts >= ATTEMPTS) and self.notified
+        return self.event_settled and self.notified
 
 
 #: (release uid, entry id) -> its progress; what is not here was not sent by this process.
@@ -76,7 +81,7 @@ def retrying(release: dict[str, Any], status: CanaryReleaseStatus) -> bool:
     """
     for pending in status.pending_events:
         sending = _sending.get(_key(release, pending))
-        if sending is None or not (sending.recorded or sending.attempts >= ATTEMPTS):
+        if sending is None or not sending.event_settled:
             return True
     return False
 
@@ -132,7 +137,7 @@ def deliver(
 
             notice_id = f"{key[0]}/{pending.id}"  # the same after a restart: receivers dedupe
             notify(release, spec, status, event, notice_id=notice_id, on_handled=notified)
-        if sending.recorded or sending.attempts >= ATTEMPTS:
+        if sending.event_settled:
             continue
         sending.attempts += 1
         try:
