@@ -30,45 +30,28 @@ from controller.replay.replaying import replay
 from devenv.backfill import Series, counter_series, request_series
 from devenv.prometheus import PrometheusServer
 from tests.fixtures_servers import BackfillFactory
+from tests.replay_releases import SEL, errors_metric, web_release
 
 DAY = datetime(2024, 3, 5, tzinfo=UTC)
 START, END = DAY.timestamp(), DAY.timestamp() + 24 * 3600
 INCIDENT = DAY + timedelta(hours=13)
 STEP = 15.0
 BOUNDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0)
-SEL = 'namespace="{{namespace}}",app="web",track="{{track}}"'
 
-RELEASE = {
-    "apiVersion": "canary.dev/v1alpha1",
-    "kind": "CanaryRelease",
-    "metadata": {"name": "web", "namespace": "shop"},
-    "spec": {
-        "targetRef": {"name": "web"},
-        "release": {"tag": "v2", "image": "registry.example.com/web:{tag}"},
-        "steps": [{"setWeight": 10}, {"pause": {"duration": "24h"}}, {"setWeight": 100}],
-        "analysis": {
-            "interval": "1m",
-            "prometheus": {"address": "http://prometheus.invalid:9090"},
-            "metrics": [
-                {
-                    "name": "errors",
-                    "errors": f"sum(increase(http_request_errors_total{{{SEL}}}[{{{{window}}}}]))",
-                    "requests": f"sum(increase(http_requests_total{{{SEL}}}[{{{{window}}}}]))",
-                    "compare": {"maxRatio": 1.5},
-                    "threshold": {"max": 0.2},
-                },
-                {
-                    "name": "latency",
-                    "latency": {
-                        "buckets": "sum by (le) (increase("
-                        f"http_request_duration_seconds_bucket_total{{{SEL}}}[{{{{window}}}}]))"
-                    },
-                    "compare": {"maxRatio": 2},
-                },
-            ],
+RELEASE = web_release(
+    [
+        errors_metric(threshold={"max": 0.2}),
+        {
+            "name": "latency",
+            "latency": {
+                "buckets": "sum by (le) (increase("
+                f"http_request_duration_seconds_bucket_total{{{SEL}}}[{{{{window}}}}]))"
+            },
+            "compare": {"maxRatio": 2},
         },
-    },
-}
+    ],
+    pause="24h",
+)
 
 
 def _swing(base: float) -> Callable[[float], float]:

@@ -24,39 +24,15 @@ import yaml
 from devenv.backfill import request_series
 from devenv.prometheus import PrometheusServer
 from tests.fixtures_servers import BackfillFactory
+from tests.replay_releases import errors_metric, web_release
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 START = DAY + timedelta(hours=12)
 BURST = START + timedelta(minutes=20)
-SEL = 'namespace="shop",app="web",track="{{track}}"'
-ERRORS = f"sum(increase(http_request_errors_total{{{SEL}}}[{{{{window}}}}]))"
-REQUESTS = f"sum(increase(http_requests_total{{{SEL}}}[{{{{window}}}}]))"
 
 
 def _release(**analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "canary.dev/v1alpha1",
-        "kind": "CanaryRelease",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {
-            "targetRef": {"name": "web"},
-            "release": {"tag": "v2", "image": "registry.example.com/web:{tag}"},
-            "steps": [{"setWeight": 10}, {"pause": {"duration": "2h"}}, {"setWeight": 100}],
-            "analysis": {
-                "interval": "1m",
-                "prometheus": {"address": "http://prometheus.invalid:9090"},
-                "metrics": [
-                    {
-                        "name": "errors",
-                        "errors": ERRORS,
-                        "requests": REQUESTS,
-                        "compare": {"maxRatio": 1.5},
-                    }
-                ],
-                **analysis,
-            },
-        },
-    }
+    return web_release([errors_metric()], pause="2h", **analysis)
 
 
 @pytest.fixture
