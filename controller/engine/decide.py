@@ -22,7 +22,12 @@ from controller.engine.analysis import (
     inconclusive_message,
 )
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
-from controller.engine.conditions import TARGET_FOUND, find_condition, set_condition
+from controller.engine.conditions import (
+    TARGET_FOUND,
+    find_condition,
+    set_condition,
+    target_missing,
+)
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
@@ -140,8 +145,7 @@ def _target_missing(d: Decision) -> None:
     """
     status, name = d.status, d.spec.target_ref.name
     message = f"Deployment {name!r} not found in this namespace; waiting for it to exist"
-    current = find_condition(status.conditions, TARGET_FOUND)
-    if current is None or current.status != "False":
+    if not target_missing(status):  # said once, when it goes
         d.event("TargetNotFound", message, warning=True)
     status.conditions = set_condition(
         status.conditions, TARGET_FOUND, "False", "NotFound", message, d.now
