@@ -35,38 +35,30 @@ from controller.engine.observations import Observed
 from controller.engine.watching import watch_due, watching
 from controller.replay.world import SimulatedWorld
 from controller.runtime.auditing import judge_audit_log
+from controller.runtime.measuring import UntilRefused
 from controller.runtime.watching import measure_after_promotion
 
 TERMINAL = ("RolledBack", "Succeeded", "Failed")
 _T = TypeVar("_T")
 
 
-@dataclass
-class _Answering:
-    """A MetricsSource that remembers the first time Prometheus could not be reached at all.
+class _Answering(UntilRefused):
+    """The runtime's round source, kept for the whole replay, that also counts timeouts.
 
     A query that timed out is held as inconclusive, as the controller holds it;
     a refused connection (a wrong address, no Prometheus) would be refused at
-    every look of the window, so replay stops there.
+    every look of the window, so replay stops there (`refused`).
     """
 
-    source: MetricsSource
-    unreachable: str | None = None
-    timeouts: int = 0
-    """Queries answered by no result (a timeout, a 5xx): held, as in the controller."""
+    def __init__(self, source: MetricsSource) -> None:
+        super().__init__(source)
+        self.timeouts = 0
+        """Queries answered by no result (a timeout, a 5xx): held, as in the controller."""
 
-    def query(self, promql: str, at: datetime) -> float | None:
-        return self._ask(self.source.query, promql, at)
-
-    def query_vector(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
-        return self._ask(self.source.query_vector, promql, at)
-
-    def _ask(self, ask: Callable[[str, datetime], _T], promql: str, at: datetime) -> _T:
+    def _ask(self, ask: Callable[[], _T]) -> _T:
         try:
-            return ask(promql, at)
+            return super()._ask(ask)
         except MetricsUnreachable as exc:
-            if exc.connection:
-                self.unreachable = self.unreachable or str(exc)
             self.timeouts += not exc.connection
             raise
 
@@ -300,8 +292,8 @@ def _record_looks(timeline: Timeline, status: CanaryReleaseStatus, now: datetime
 def _problem(world: ReplayWorld, timeline: Timeline, now: datetime) -> str | None:
     """A reason to stop: Prometheus did not answer, or rejected a query."""
     for source in (world.source, world.watch_source):
-        if source.unreachable is not None:
-            return f"Prometheus did not answer at {now.isoformat()}: {source.unreachable}"
+        if source.refused is not None:
+            return f"Prometheus did not answer at {now.isoformat()}: {source.refused}"
     for look in timeline.looks[-1:] + timeline.watch[-1:]:
         if look.at == now:
             broken = next((m for m in look.metrics if m.verdict == "error"), None)
