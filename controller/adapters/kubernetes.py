@@ -81,13 +81,18 @@ def _container_index(containers: list[dict[str, Any]], name: str | None) -> int:
 FIELD_MANAGER = "canary-controller"
 
 
-def replicas_owner(metadata: dict[str, Any]) -> str | None:
-    """Who last set `spec.replicas`, from the apiserver's field ownership (None: unknown)."""
-    owners = [
-        str(entry.get("manager"))
+def replicas_entries(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The managedFields entries that own `spec.replicas`."""
+    return [
+        entry
         for entry in metadata.get("managedFields") or []
         if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
     ]
+
+
+def replicas_owner(metadata: Mapping[str, Any]) -> str | None:
+    """Who last set `spec.replicas`, from the apiserver's field ownership (None: unknown)."""
+    owners = [str(entry.get("manager")) for entry in replicas_entries(metadata)]
     if not owners or FIELD_MANAGER in owners:
         return None
     return owners[-1]

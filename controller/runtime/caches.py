@@ -25,6 +25,7 @@ from controller.adapters.kubernetes import (
     KubernetesCluster,
     deployment_view,
     pod_health,
+    replicas_entries,
 )
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.observations import DeploymentView, PodHealth
@@ -120,8 +121,7 @@ def deployment_record(body: Mapping[str, Any]) -> dict[str, Any]:
             "resourceVersion": meta.get("resourceVersion"),
             "managedFields": [  # only who owns spec.replicas (see replicas_owner)
                 {"manager": entry.get("manager"), "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-                for entry in meta.get("managedFields") or []
-                if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+                for entry in replicas_entries(meta)
             ],
         },
         "spec": {
