@@ -137,6 +137,10 @@ class LeaderElector:
                 self._set_leader(False)
                 return False
             raise
+        return self._held(began)
+
+    def _held(self, began: float) -> bool:
+        """The Lease is ours, as written by the attempt that began at `began`."""
         self.last_contact = self._renewed_at = self._clock()
         self._renewal_began = began
         self.holder = self.identity
@@ -154,11 +158,7 @@ class LeaderElector:
             if exc.status == 409:  # created by another replica a moment ago
                 return False
             raise
-        self.last_contact = self._renewed_at = self._clock()
-        self._renewal_began = began
-        self.holder = self.identity
-        self._set_leader(True)
-        return True
+        return self._held(began)
 
     def _read(self, timeout: float) -> dict[str, Any]:
         lease = self._leases.get_namespaced_custom_object(
