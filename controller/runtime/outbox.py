@@ -74,14 +74,16 @@ def _done(key: tuple[str, str]) -> bool:
 
 
 def retrying(release: dict[str, Any], status: CanaryReleaseStatus) -> bool:
-    """An Event of the outbox still to be recorded: worth another pass soon.
+    """An entry to record again, or one done and to drop: worth another pass soon.
 
-    One that waits only for the notifier is not: a slow receiver would have
-    its release reconciled every second, and the next ordinary pass drops it.
+    Dropping a done entry at once keeps a restart (a leader handover) from
+    sending it twice. One that waits only for the notifier is not worth it: a
+    slow receiver would have its release reconciled every second, and the next
+    ordinary pass drops it.
     """
     for pending in status.pending_events:
         sending = _sending.get(_key(release, pending))
-        if sending is None or not sending.event_settled:
+        if sending is None or not sending.event_settled or sending.done:
             return True
     return False
 
