@@ -418,12 +418,17 @@ class KubernetesCluster:
 
         return router_for(self._api, release, spec)
 
-    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+    def record_event(
+        self, release: dict[str, Any], event: RecordEvent, key: str | None = None
+    ) -> None:
+        """With a `key`, the Event is named after it, so sending it again (a new
+        leader resending an outbox entry the old one recorded) finds it there."""
         meta = release["metadata"]
         now = datetime.now(UTC)
+        named = {"name": event_name(meta["name"], key)} if key else {}
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"], **named
             ),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
@@ -443,7 +448,16 @@ class KubernetesCluster:
             last_timestamp=now,
             count=1,
         )
-        _call(self._core.create_namespaced_event, meta["namespace"], body)
+        try:
+            _call(self._core.create_namespaced_event, meta["namespace"], body)
+        except ApiException as exc:
+            if not (key and exc.status == 409):
+                raise
+
+
+def event_name(release: str, key: str) -> str:
+    """`<release>.<key>`, within the 253 characters of an object name."""
+    return f"{release[: 252 - len(key)].rstrip('-.')}.{key}"
 
 
 def _int_or_string(value: str) -> int | str:

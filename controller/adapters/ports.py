@@ -85,7 +85,11 @@ class Cluster(Protocol):
 
     def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None: ...
 
-    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None: ...
+    def record_event(
+        self, release: dict[str, Any], event: RecordEvent, key: str | None = None
+    ) -> None:
+        """Recording the same `key` twice records one Event."""
+        ...
 
     def traffic_router(self, release: dict[str, Any], spec: CanaryReleaseSpec) -> TrafficRouter:
         """The router `spec.trafficRouting` names (see controller/adapters/routers)."""

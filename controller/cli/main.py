@@ -38,6 +38,12 @@ DELEGATES = {
     "replay": ("controller.replay.cli", "replay a release's analysis against recorded metrics"),
     "lint-migrations": ("controller.cli.lint_migrations", "check SQL migrations for safety"),
 }
+# The global options a delegate takes too, when given before its name (neither
+# talks to a cluster, so --kubeconfig and --context mean nothing to them).
+_PASSED_ON = {
+    "replay": {"-n", "--namespace", "-o", "--output"},
+    "lint-migrations": {"-o", "--output"},
+}
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -245,12 +251,21 @@ def _delegated(argv: list[str]) -> tuple[str, list[str]] | None:
     """The delegated subcommand and its own arguments, when argv names one.
 
     Delegates parse their own options (and answer their own --help), so they
-    get everything after their name untouched.
+    get everything after their name untouched, after the global options before
+    it that they take (`canaryctl -n shop replay` fills replay's {{namespace}}).
     """
     for i, token in enumerate(argv):
         if token.startswith("-") or (i > 0 and argv[i - 1] in _VALUE_OPTIONS):
             continue  # an option, or an option's value (`-n replay` is a namespace)
-        return (token, argv[i + 1 :]) if token in DELEGATES else None
+        if token not in DELEGATES:
+            return None
+        taken, before = _PASSED_ON[token], []
+        for j, option in enumerate(argv[:i]):
+            if option.split("=", 1)[0] in taken:
+                before.append(option)
+            elif j > 0 and argv[j - 1] in taken and argv[j - 1] in _VALUE_OPTIONS:
+                before.append(option)  # its value
+        return token, [*before, *argv[i + 1 :]]
     return None
 
 

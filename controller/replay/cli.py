@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
         help="PostgreSQL connection string for an auditLog.sql (env CANARY_AUDIT_DSN)",
     )
     parser.add_argument("--every", help="clock tick (default: analysis.interval)")
-    parser.add_argument("--namespace", help="{{namespace}} (default: metadata.namespace)")
+    parser.add_argument("-n", "--namespace", help="{{namespace}} (default: metadata.namespace)")
     parser.add_argument("--name", help="{{name}} (default: metadata.name)")
     parser.add_argument("--replicas", type=int, default=10, help="the Deployment's replicas")
     parser.add_argument("--ready-delay", default="20s", help="how long a pod takes to be Ready")

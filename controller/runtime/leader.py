@@ -5,7 +5,8 @@ by. The design is the simplest one that is safe:
 
 * The standby does not start kopf at all until it holds the Lease, so it
   cannot act, not even by accident (kopf's own peering is off: standalone).
-* The leader renews every `retry_period`. If it has not renewed for
+* The leader starts a renewal every `retry_period` (at once after one that
+  took longer, such as a timed-out request). If it has not renewed for
   `renew_deadline`, or sees another holder, it exits the process at once
   instead of trying to stop its handlers cleanly; Kubernetes restarts it and
   it becomes the standby. Because `renew_deadline < lease_duration`, a leader
@@ -251,7 +252,12 @@ class LeaderElector:
             )
 
         def renew() -> None:
-            while not self._stop.wait(self.timing.retry_period):
+            # Attempts start every retry_period, as on client-go's ticker: one that
+            # timed out is followed at once, not a period later, so a single hung
+            # request does not push the next renewal past the deadline.
+            began = self._clock()
+            while not self._stop.wait(max(0.0, began + timing.retry_period - self._clock())):
+                began = self._clock()
                 renewed = self._attempt()
                 if renewed:
                     continue

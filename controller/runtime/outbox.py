@@ -12,8 +12,9 @@ the same write. Every pass sends those this process has not sent yet, and a
 later write drops them once the Event is recorded and every receiver of the
 notification was handled by the notifier: sent to, or given up on after its
 retries (a receiver in its cool-down after failing is skipped, as always). A
-crash before that sends them again after the restart: at least once. A
-notification carries the entry's id, so a receiver can drop the repeat. An
+crash before that sends them again after the restart: at least once. The
+Event is named after the entry's id, so sending it again records nothing new;
+a notification carries the id, so a receiver can drop the repeat. An
 Event the apiserver keeps refusing is given up after `ATTEMPTS`, so the
 outbox never fills with it.
 """
@@ -143,7 +144,7 @@ def deliver(
             continue
         sending.attempts += 1
         try:
-            cluster.record_event(release, event)
+            cluster.record_event(release, event, key=pending.id)
         except Exception as exc:  # an Event must not stop the actions that follow
             log.warning(
                 "could not record an Event",

@@ -36,6 +36,12 @@ def _image_of(releases: Releases, name: str) -> str:
     return next(c.image for c in containers if c.name == "app")
 
 
+def _wait_image(releases: Releases, name: str, image: str) -> None:
+    """The status is written before the actions it decides (a lost write must not
+    leave an action done twice), so a phase read can lead the Deployment by a pass."""
+    wait_for(lambda: _image_of(releases, name) == image, 30, f"{name} at {image}")
+
+
 def test_healthy_release_goes_from_ten_percent_to_full(
     releases: Releases,
     namespace: str,
@@ -312,7 +318,7 @@ def test_promoted_pods_that_crash_loop_during_the_watch_are_rolled_back(
     assert "is in CrashLoopBackOff" in status["message"]
     assert status["postPromotion"]["state"] == "RolledBack"
     assert status["stableTag"] == "v1" and status["canaryTag"] == "crash-as-stable"
-    assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:v1"
+    _wait_image(releases, "payments", f"{BEHAVIOR_IMAGE}:v1")
 
     def serving_again() -> bool:
         dep = releases.deployment("payments")
@@ -391,7 +397,7 @@ def test_a_promotion_the_deployment_cannot_finish_is_rolled_back(
         command = {COMMAND_ANNOTATION: "promote-full e2e"}
         releases.patch("payments", {"metadata": {"annotations": command}})
         releases.wait_phase("payments", "Promoting", timeout=30)
-        assert _image_of(releases, "payments") == f"{BEHAVIOR_IMAGE}:not-ready"
+        _wait_image(releases, "payments", f"{BEHAVIOR_IMAGE}:not-ready")
         status = releases.wait_phase("payments", "RolledBack", timeout=120)
         wait_for(lambda: releases.deployment("payments-canary") is None, 30, "canary removed")
     assert status["reason"] == "PromotionStalled"

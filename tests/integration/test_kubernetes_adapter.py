@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.adapters.kubernetes import KubernetesCluster, deployment_view
+from controller.adapters.kubernetes import KubernetesCluster, deployment_view, event_name
 from controller.adapters.ports import StatusConflict
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, HistoryEntry
@@ -118,6 +118,25 @@ def test_canary_is_a_labelled_owned_clone_and_stable_updates_in_place(
     assert releases.deployment("payments-canary") is None
     adapter.record_event(obj, RecordEvent("Warning", "RolledBack", "because"))
     assert "RolledBack" in releases.event_reasons("payments")
+
+
+def test_an_event_sent_again_under_its_key_is_recorded_once(
+    adapter: KubernetesCluster, releases: Releases, namespace: str
+) -> None:
+    """A new leader resends the outbox entries the old one recorded but had not cleared."""
+    obj, _ = _payments(adapter, releases, 2, "registry.example.com/payments:v1")
+    promoted = RecordEvent("Normal", "Promoted", "v2 runs on all 2 replicas")
+    for _ in range(2):
+        adapter.record_event(obj, promoted, key="0f3a")
+        adapter.record_event(obj, RecordEvent("Normal", "StepAdvanced", "step 2/3"))
+    assert sorted(releases.event_reasons("payments")) == [
+        "Promoted",
+        "StepAdvanced",
+        "StepAdvanced",
+    ]
+    key = "0f3a" * 8  # an entry id's length
+    assert len(event_name("p" * 253, key)) == 253
+    assert event_name("p" * 219 + "-q" * 17, key) == "p" * 219 + "." + key  # no "-." inside
 
 
 def test_who_last_set_the_replicas_is_read_from_field_ownership(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
@@ -18,8 +19,11 @@ def test_lint_migrations_gets_its_own_arguments_and_exit_code(
     adding.write_text("ALTER TABLE users ADD COLUMN key_hash varchar(255);\n")
     assert cli.main(["lint-migrations", str(dropping)]) == 1
     assert "users.email" in capsys.readouterr().out
-    # global options before the command are skipped; the rest is the delegate's
+    # global options it does not take are skipped; the rest is the delegate's
     assert cli.main(["-n", "shop", "lint-migrations", "--policy", "warn", str(dropping)]) == 0
+    capsys.readouterr()
+    assert cli.main(["-o", "json", "lint-migrations", "--policy", "warn", str(dropping)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["statement"].endswith("DROP COLUMN email")
     assert cli.main(["lint-migrations", str(adding)]) == 0
 
 
@@ -49,5 +53,12 @@ def test_a_namespace_named_like_a_delegate_is_a_namespace() -> None:
     assert cli._delegated(["--namespace", "lint-migrations", "status", "x"]) is None
     assert cli._delegated(["-n", "replay", "replay", "-f", "r.yaml"]) == (
         "replay",
-        ["-f", "r.yaml"],
+        ["-n", "replay", "-f", "r.yaml"],
     )
+
+
+def test_global_options_before_a_delegate_reach_it_when_it_takes_them() -> None:
+    argv = ["--context", "prod", "--namespace=shop", "-o", "json", "replay", "-f", "r.yaml"]
+    assert cli._delegated(argv) == ("replay", ["--namespace=shop", "-o", "json", "-f", "r.yaml"])
+    argv = ["-n", "shop", "--kubeconfig", "k", "-o", "json", "lint-migrations", "a.sql"]
+    assert cli._delegated(argv) == ("lint-migrations", ["-o", "json", "a.sql"])

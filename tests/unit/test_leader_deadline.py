@@ -67,7 +67,8 @@ def test_a_hung_renewal_does_not_keep_the_leader_acting_past_the_lease() -> None
 
 
 class OneTimeout:
-    """Renewals take 0.75 s (at full scale); one read between two of them times out."""
+    """Renewals take 2.25 s (at full scale), longer than the retry period; one read
+    between two of them times out."""
 
     def __init__(self) -> None:
         self.version, self.reads = 1, 0
@@ -77,16 +78,20 @@ class OneTimeout:
         if self.reads == 3:
             time.sleep(_request_timeout)
             raise ApiException(status=0, reason="timed out")
-        time.sleep(0.75 / SCALE)
+        time.sleep(1.125 / SCALE)
         spec = {"holderIdentity": "me", "leaseDurationSeconds": 3}
         return {"metadata": {"resourceVersion": str(self.version)}, "spec": spec}
 
     def replace_namespaced_custom_object(self, *_: Any, _request_timeout: float) -> None:
-        time.sleep(0.75 / SCALE)
+        time.sleep(1.125 / SCALE)
         self.version += 1
 
 
 def test_one_timed_out_request_between_renewals_does_not_cost_the_leadership() -> None:
+    """At full scale: renewed at 0 s (answered); the next read starts at once (the
+    renewal took more than the 2 s retry period) and times out at 5 s; the renewal
+    that follows at once is answered at 7.25 s, inside the 10 s deadline. Waiting a
+    retry period before each attempt would have it answered at 11.25 s."""
     leases = OneTimeout()
     elector = _leading(leases)
     lost = threading.Event()

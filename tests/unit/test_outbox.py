@@ -29,7 +29,9 @@ class Flaky(Cluster):
         self.failures = failures
         self.events: list[str] = []
 
-    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+    def record_event(
+        self, release: dict[str, Any], event: RecordEvent, key: str | None = None
+    ) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise RuntimeError("apiserver: connection reset")

@@ -88,7 +88,9 @@ class Cluster:
     def apply(self, release: dict[str, Any], spec: Any, action: Action) -> None:
         self.applied.append(action)
 
-    def record_event(self, release: dict[str, Any], event: RecordEvent) -> None:
+    def record_event(
+        self, release: dict[str, Any], event: RecordEvent, key: str | None = None
+    ) -> None:
         pass
 
 
