@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from controller.adapters.kubernetes_gates import create_hook_job
+from controller.adapters.kubernetes_gates import create_hook_job, delete_hook_job
 from controller.adapters.ports import StatusConflict
 from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.spec import GROUP, KIND, PLURAL, VERSION, CanaryReleaseSpec
@@ -28,6 +28,7 @@ from controller.engine.actions import (
     Action,
     CreateHookJob,
     DeleteCanary,
+    DeleteHookJob,
     RecordEvent,
     ScaleCanary,
     ScaleStable,
@@ -310,6 +311,8 @@ class KubernetesCluster:
                 refused = create_hook_job(self._api, release, spec, action)
                 if refused is not None:
                     self.record_event(release, RecordEvent("Warning", "HookJobRefused", refused))
+            case DeleteHookJob(job=job):
+                delete_hook_job(self._api, namespace, job)
 
     def _patch_deployment(self, name: str, namespace: str, patch: Any) -> None:
         """As the controller's own field manager: who set `replicas` is read back from it."""

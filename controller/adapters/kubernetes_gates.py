@@ -69,7 +69,10 @@ def job_view(obj: Mapping[str, Any]) -> JobView:
     elif (failed := _condition(obj, "Failed")) is not None:
         state = "Failed"
         message = f"{failed.get('reason', '')}: {failed.get('message', '')}".strip(": ")
-    return JobView(name=str(meta.get("name")), state=state, created_at=created, message=message)
+    tag = (meta.get("annotations") or {}).get(TAG_ANNOTATION)
+    return JobView(
+        name=str(meta.get("name")), state=state, created_at=created, message=message, tag=tag
+    )
 
 
 class KubernetesGateObjects:
@@ -299,3 +302,14 @@ def create_hook_job(
             return f"Job {action.job} for {action.hook} refused: {exc.reason}: {exc.body}"[:1024]
         raise
     return None
+
+
+def delete_hook_job(api_client: client.ApiClient, namespace: str, job: str) -> None:
+    """Delete a Job and, in the background, its pods; one already gone is fine."""
+    try:
+        client.BatchV1Api(api_client).delete_namespaced_job(
+            job, namespace, propagation_policy="Background"
+        )
+    except ApiException as exc:
+        if not _not_found(exc):
+            raise

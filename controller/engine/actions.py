@@ -89,6 +89,13 @@ class CreateHookJob:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class DeleteHookJob:
+    """Delete a finished hook Job (and its pods) that no longer records anything."""
+
+    job: str
+
+
 Action = (
     ScaleCanary
     | ScaleStable
@@ -100,4 +107,5 @@ Action = (
     | ResetTraffic
     | CheckGates
     | CreateHookJob
+    | DeleteHookJob
 )

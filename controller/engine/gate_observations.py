@@ -19,6 +19,7 @@ class JobView:
     state: JobState
     created_at: datetime
     message: str = ""
+    tag: str | None = None  # the tag it ran for
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from controller.engine.hooks import (
     follow_runs,
     gates_status,
     hook_job_name,
+    prune_jobs,
     refresh_run,
     release_name,
     restart_run,
@@ -264,6 +265,7 @@ def follow_up(d: Decision, previous: CanaryReleaseStatus) -> None:
     _stand_down(d)
     _hooks_for_transitions(d, previous)
     follow_runs(d)
+    prune_jobs(d)
     thaw(d)
 
 

@@ -17,7 +17,7 @@ import hashlib
 
 from controller.api.durations import format_duration
 from controller.api.gates import MAX_HOOK_RUNS, GatesStatus, Hook, HookName, HookRun
-from controller.engine.actions import CreateHookJob
+from controller.engine.actions import CreateHookJob, DeleteHookJob
 from controller.engine.context import Decision
 
 _SLUGS = {
@@ -164,3 +164,23 @@ def follow_runs(d: Decision) -> None:
 def hooks_running(status_gates: GatesStatus | None) -> bool:
     """The runtime reads hook Jobs only while this is True (or when gates are checked)."""
     return status_gates is not None and any(r.state == "Running" for r in status_gates.hooks)
+
+
+def prune_jobs(d: Decision) -> None:
+    """Delete the finished hook Jobs that belong to neither the release's tag nor a run
+    in status (one that fell out of the last MAX_HOOK_RUNS), whenever the Jobs are read.
+
+    Without this, every release left its Jobs and their pods behind for good.
+    The current tag's Jobs stay: a `retry` reuses a succeeded pre-rollout Job,
+    and deleting a failed one is how a human asks for a run again. So do the
+    Jobs of the runs in status, which on-call reads when asking why.
+    """
+    observed = d.observed.gates
+    if observed is None or observed.jobs is None:
+        return
+    recorded = {r.job for r in d.status.gates.hooks} if d.status.gates else set()
+    asked = {a.job for a in d.actions if isinstance(a, CreateHookJob)}
+    for job in observed.jobs:
+        past = job.tag is not None and job.tag != d.spec.release.tag
+        if job.state != "Running" and past and job.name not in recorded | asked:
+            d.actions.append(DeleteHookJob(job.name))

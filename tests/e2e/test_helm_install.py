@@ -279,6 +279,9 @@ def _assert_refused(sa: client.ApiClient, apps_ns: str, own_ns: str, mode: str) 
     leases = client.CoordinationV1Api(sa)
     # a sanity check that the token works at all: what it needs, it gets
     assert apps.read_namespaced_deployment("payments", apps_ns).metadata.name == "payments"
+    with pytest.raises(ApiException) as missing:  # allowed (pruning hook Jobs), so not 403
+        client.BatchV1Api(sa).delete_namespaced_job("no-such-hook-job", apps_ns)
+    assert missing.value.status == 404
     refused = {
         "read a Secret (rbac.secretRefs=false)": (core.read_namespaced_secret, "x", apps_ns),
         "list Secrets": (core.list_namespaced_secret, apps_ns),

@@ -14,9 +14,11 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.adapters.gate_ports import ApiMissing
 from controller.adapters.kubernetes_gates import (
+    JOB_NAME_LABEL,
     SNAPSHOT_GROUP,
     KubernetesGateObjects,
     create_hook_job,
+    delete_hook_job,
     hook_job_manifest,
 )
 from controller.api.spec import CanaryReleaseSpec
@@ -125,7 +127,7 @@ def test_hook_jobs_succeed_or_fail_as_kwok_runs_them(k8s: client.ApiClient, name
     states = wait_for(finished, 90, "both hook Jobs to finish")
     assert states == {ok.job: "Succeeded", bad.job: "Failed"}
     failed = next(j for j in objects.hook_jobs(namespace, "payments") if j.name == bad.job)
-    assert "BackoffLimitExceeded" in failed.message
+    assert "BackoffLimitExceeded" in failed.message and failed.tag == "v3"
     exists, completed = objects.job_completed_at(namespace, ok.job)
     assert exists and completed is not None and completed <= datetime.now(UTC)
     assert objects.job_completed_at(namespace, bad.job) == (True, None)
@@ -138,6 +140,19 @@ def test_hook_jobs_succeed_or_fail_as_kwok_runs_them(k8s: client.ApiClient, name
     invalid = CreateHookJob("preRollout", "payments-pre-rollout-cccc", "v2", "i", None)
     refused = create_hook_job(k8s, api_release, broken, invalid)
     assert refused is not None and "refused" in refused
+    # A pruned Job goes with its pods; pruning one already gone is fine.
+    core = client.CoreV1Api(k8s)
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={bad.job}")
+    assert pods.items
+    delete_hook_job(k8s, namespace, bad.job)
+    delete_hook_job(k8s, namespace, bad.job)
+    assert [j.name for j in objects.hook_jobs(namespace, "payments")] == [ok.job]
+
+    def pods_gone() -> bool:
+        left = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={bad.job}")
+        return not left.items
+
+    wait_for(pods_gone, 60, "the pruned Job's pods to be deleted")
 
 
 def test_backup_evidence_from_a_cron_job(k8s: client.ApiClient, namespace: str) -> None:

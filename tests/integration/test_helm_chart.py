@@ -139,7 +139,7 @@ def test_rbac_grants_exactly_the_documented_verbs() -> None:
         "core/events": {"create"},
         "core/secrets": {"get"},
         "core/configmaps": {"get"},
-        "batch/jobs": {"get", "list", "create"},
+        "batch/jobs": {"get", "list", "create", "delete"},
         "batch/cronjobs": {"get"},
         "core/pods/log": {"get"},
         "snapshot.storage.k8s.io/volumesnapshots": {"get", "list"},

@@ -12,8 +12,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.api.gates import MAX_HOOK_RUNS
 from controller.api.spec import CanaryReleaseSpec
-from controller.engine.actions import Action, CheckGates, CreateHookJob, RecordEvent
+from controller.engine.actions import (
+    Action,
+    CheckGates,
+    CreateHookJob,
+    DeleteHookJob,
+    RecordEvent,
+)
 from controller.engine.decide import decide
 from controller.engine.gate_observations import GateObservations, JobState, JobView
 from controller.engine.observations import Observed
@@ -34,11 +41,13 @@ class FakeJob:
     created_at: datetime
     outcome: JobState
     after: timedelta
+    tag: str | None = None
 
     def view(self, name: str, now: datetime) -> JobView:
         done = now >= self.created_at + self.after
         state: JobState = self.outcome if done else "Running"
-        return JobView(name, state, self.created_at, "BackoffLimitExceeded" if done else "")
+        message = "BackoffLimitExceeded" if done else ""
+        return JobView(name, state, self.created_at, message, tag=self.tag)
 
 
 @dataclass(kw_only=True)
@@ -48,6 +57,7 @@ class GatedWorld(World):
     job_takes: timedelta = timedelta(minutes=2)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     created: list[CreateHookJob] = field(default_factory=list)
+    deleted: list[tuple[str, JobView]] = field(default_factory=list)  # (name, as it was)
     gate_checks: int = 0
 
     def observe(self, now: datetime) -> Observed:
@@ -68,7 +78,10 @@ class GatedWorld(World):
         for action in actions:
             if isinstance(action, CreateHookJob) and action.job not in self.jobs:
                 self.created.append(action)
-                self.jobs[action.job] = FakeJob(now, self.job_outcome, self.job_takes)
+                job = FakeJob(now, self.job_outcome, self.job_takes, action.tag)
+                self.jobs[action.job] = job
+            elif isinstance(action, DeleteHookJob):
+                self.deleted.append((action.job, self.jobs.pop(action.job).view(action.job, now)))
         self.apply(actions)
         self.stable.step(now)
         if self.canary is not None:
@@ -279,6 +292,45 @@ def test_post_promotion_and_on_rollback_hooks_run_once_and_are_followed() -> Non
     assert w.status.phase == "RolledBack"
     assert [c.hook for c in w.created] == ["postPromotion", "onRollback"]
     assert w.created[-1].tag == "v3" and "MetricBreach" in w.created[-1].reason
+
+
+def test_finished_jobs_of_past_tags_go_once_status_no_longer_records_their_runs() -> None:
+    """Two hook runs per release, ten kept in status: from the sixth release on, the
+    Jobs of the runs that fall out of status go with them, and nothing newer."""
+    job = {"template": {"spec": {"containers": [{"name": "h", "image": "tools:1"}]}}}
+    hooks = {"preRollout": {"job": job}, "postPromotion": {"job": job}}
+    w = world(gated_spec(hooks=hooks))
+    for n in range(2, 10):
+        release = {"tag": f"v{n}", "image": "registry.example.com/app:{tag}"}
+        w.spec = gated_spec(hooks=hooks, release=release)
+        run(w, 70)
+        assert w.status.phase == "Succeeded" and w.status.gates is not None
+        runs = w.status.gates.hooks
+        assert len(runs) == min(2 * (n - 1), MAX_HOOK_RUNS)
+        assert set(w.jobs) == {r.job for r in runs}  # every Job a run in status, and no more
+    gone = [view for _, view in w.deleted]
+    assert sorted({view.tag or "" for view in gone}) == ["v2", "v3", "v4"]  # 16 runs, 10 kept
+    assert len(gone) == 6 and all(view.state == "Succeeded" for view in gone)
+
+
+def test_the_current_tag_and_running_jobs_are_never_pruned() -> None:
+    job = {"template": {"spec": {"containers": [{"name": "h", "image": "tools:1"}]}}}
+    w = world(gated_spec(hooks={"preRollout": {"job": job}}))
+    run(w, 70)
+    assert w.status.phase == "Succeeded" and w.status.gates is not None
+    [v2] = w.created
+    w.status.gates.hooks = []  # as if its run had fallen out of status
+    w.jobs["slow"] = FakeJob(w.start, "Succeeded", timedelta(minutes=10), tag="v0")
+    run(w, 5)
+    assert set(w.jobs) == {v2.job, "slow"} and w.deleted == []
+    run(w, 10)
+    assert [name for name, _ in w.deleted] == ["slow"]  # once it finished
+    w.spec = gated_spec(
+        hooks={"preRollout": {"job": job}},
+        release={"tag": "v3", "image": "registry.example.com/app:{tag}"},
+    )
+    run(w, 1)
+    assert [name for name, _ in w.deleted] == ["slow", v2.job]
 
 
 # -- breachPolicy freeze -------------------------------------------------------------

@@ -115,7 +115,7 @@ set is enough for a whole canary and that other verbs are refused.
 # backup evidence from Jobs, CronJobs and VolumeSnapshots.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "create"]
+  verbs: ["get", "list", "create", "delete"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get"]
