@@ -4,7 +4,8 @@ Reads: Secrets and ConfigMaps (the environment gate and the database
 connection string), the target's pod template, Jobs, CronJobs and
 VolumeSnapshots (backup evidence), and the hook Jobs of a release.
 Writes: only hook Jobs, each owned by its CanaryRelease (deleting the release
-deletes them) and named by the engine, so creating one twice is a no-op.
+deletes them) and named by the engine, so creating one twice is a no-op; and
+their deletion once the engine no longer needs them.
 
 Secret values are decoded for the checks and never logged or returned in a
 message.
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
+import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -27,6 +29,7 @@ from controller.engine.actions import CreateHookJob
 from controller.engine.gate_observations import JobState, JobView
 from controller.gates.lint import FILE_MARKER
 
+log = structlog.get_logger("controller.gates")
 RELEASE_LABEL = "canary.dev/release"
 HOOK_LABEL = "canary.dev/hook"
 TAG_ANNOTATION = "canary.dev/tag"
@@ -305,11 +308,17 @@ def create_hook_job(
 
 
 def delete_hook_job(api_client: client.ApiClient, namespace: str, job: str) -> None:
-    """Delete a Job and, in the background, its pods; one already gone is fine."""
+    """Delete a Job and, in the background, its pods; one already gone is fine.
+
+    Housekeeping only: RBAC without `delete` on Jobs (a hand-made Role from
+    before it was needed) leaves the Job and says so, rather than failing the pass.
+    """
     try:
         client.BatchV1Api(api_client).delete_namespaced_job(
             job, namespace, propagation_policy="Background"
         )
     except ApiException as exc:
-        if not _not_found(exc):
+        if exc.status == 403:
+            log.warning("cannot delete a finished hook Job", job=job, error=str(exc.reason))
+        elif not _not_found(exc):
             raise

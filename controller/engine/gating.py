@@ -265,8 +265,8 @@ def follow_up(d: Decision, previous: CanaryReleaseStatus) -> None:
     _stand_down(d)
     _hooks_for_transitions(d, previous)
     follow_runs(d)
-    prune_jobs(d)
     thaw(d)
+    prune_jobs(d)  # last: housekeeping that fails must not hold back what matters
 
 
 def _stand_down(d: Decision) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from controller.adapters.gate_ports import ApiMissing
@@ -24,7 +25,7 @@ from controller.adapters.kubernetes_gates import (
 from controller.api.spec import CanaryReleaseSpec
 from controller.engine.actions import CreateHookJob
 from controller.runtime.gate_checks import GateChecker
-from devenv.cluster import POD_BEHAVIOR_LABEL
+from devenv.cluster import POD_BEHAVIOR_LABEL, LocalCluster
 from tests.e2e.helpers import wait_for
 
 SPEC = CanaryReleaseSpec.model_validate(
@@ -93,7 +94,9 @@ def test_secret_and_config_map_data_and_the_pod_template(
     ]
 
 
-def test_hook_jobs_succeed_or_fail_as_kwok_runs_them(k8s: client.ApiClient, namespace: str) -> None:
+def test_hook_jobs_succeed_or_fail_as_kwok_runs_them(
+    k8s: client.ApiClient, namespace: str, cluster: LocalCluster
+) -> None:
     release = _release(namespace)
     ok = CreateHookJob("preRollout", "payments-pre-rollout-aaaa", "v2", "img:v2", "v1", "why")
     manifest = hook_job_manifest(release, SPEC, ok)
@@ -153,6 +156,14 @@ def test_hook_jobs_succeed_or_fail_as_kwok_runs_them(k8s: client.ApiClient, name
         return not left.items
 
     wait_for(pods_gone, 60, "the pruned Job's pods to be deleted")
+    # RBAC without `delete` on Jobs leaves the Job, and the pass goes on.
+    nobody = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    nobody.set_default_header("Impersonate-User", "someone-without-rbac")
+    try:
+        delete_hook_job(nobody, namespace, ok.job)
+    finally:
+        nobody.close()
+    assert [j.name for j in objects.hook_jobs(namespace, "payments")] == [ok.job]
 
 
 def test_backup_evidence_from_a_cron_job(k8s: client.ApiClient, namespace: str) -> None:
