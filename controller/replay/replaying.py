@@ -11,8 +11,9 @@ evaluation instant of the past.
 The recorded metrics are what they were: replay does not shift traffic, so
 it answers the question for the canary and stable tracks as recorded. The
 audit log (from the same Prometheus, or a PostgreSQL given by DSN) and the
-watch after promotion are replayed too. Gates and hooks are not: they read
-the live cluster and database, so replay leaves them out and says so.
+watch after promotion are replayed too, and so are deploy windows (they depend
+on the clock alone). The other gates and the hooks are not: they read the live
+cluster and database, so replay leaves them out and says so.
 
 A replay that could not judge says why instead of "no decision": a
 Prometheus that does not answer, a query it rejects, or a window it holds no
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from controller.adapters.ports import AuditLogSource, MetricsSource, MetricsUnreachable
+from controller.api.gates import Gates
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, MetricResult
 from controller.engine.actions import RecordEvent
@@ -192,13 +194,20 @@ def _look_json(look: Look) -> dict[str, Any]:
 
 
 def replayable(spec: CanaryReleaseSpec) -> tuple[CanaryReleaseSpec, tuple[str, ...]]:
-    """The spec without what replay cannot replay, and the names of what it left out."""
+    """The spec without what replay cannot replay, and the names of what it left out.
+
+    Deploy windows stay: they depend on the clock alone, and a promotion held
+    until a window opens is part of the answer to "when would it have ended?".
+    """
     left_out = []
-    if spec.gates is not None:
+    gates = spec.gates
+    if gates is not None and gates.model_copy(update={"windows": None}) != Gates():
         left_out.append("gates (they read the live cluster and database; taken as passed)")
     if spec.hooks is not None:
         left_out.append("hooks (their Jobs are not run; taken as succeeded)")
-    return spec.model_copy(update={"gates": None, "hooks": None}), tuple(left_out)
+    windows = gates.windows if gates is not None else None
+    kept = Gates(windows=windows) if windows is not None else None
+    return spec.model_copy(update={"gates": kept, "hooks": None}), tuple(left_out)
 
 
 def replay(

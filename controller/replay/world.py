@@ -12,7 +12,7 @@ function of time in the tests.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource
@@ -20,6 +20,7 @@ from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import (
     Action,
+    CheckGates,
     DeleteCanary,
     RecordEvent,
     ScaleCanary,
@@ -28,6 +29,7 @@ from controller.engine.actions import (
 )
 from controller.engine.analysis import analysis_due
 from controller.engine.decide import decide
+from controller.engine.gate_observations import GateObservations
 from controller.engine.observations import (
     KUBERNETES_PROGRESS_DEADLINE_S,
     DeploymentView,
@@ -35,6 +37,7 @@ from controller.engine.observations import (
     PodHealth,
 )
 from controller.engine.watching import watching
+from controller.gates.checks import GateCheck
 from controller.runtime.measuring import measure
 
 
@@ -231,10 +234,22 @@ class SimulatedWorld:
                 case RecordEvent():
                     pass
 
+    def gate_checks(self, tag: str, now: datetime) -> tuple[GateCheck, ...]:
+        """The gates' verdicts for `tag`: none here, so only deploy windows (which the
+        engine judges itself, from `now`) can hold a release."""
+        return ()
+
     def tick(self, now: datetime, *, lose_actions: bool = False) -> list[Action]:
         """Observe, decide, (maybe crash before acting), then let the cluster move."""
         observed = self.observe(now)
-        self.status, actions = decide(self.spec, self.status, observed, now)
+        status, actions = decide(self.spec, self.status, observed, now)
+        request = next((a for a in actions if isinstance(a, CheckGates)), None)
+        if request is not None:  # answered before deciding again, as the runtime does
+            jobs = observed.gates.jobs if observed.gates is not None else None
+            checks = self.gate_checks(request.tag, now)
+            gates = GateObservations(self.name, tag=request.tag, checks=checks, jobs=jobs)
+            status, actions = decide(self.spec, self.status, replace(observed, gates=gates), now)
+        self.status = status
         if not lose_actions:
             self.apply(actions)
         self.stable.step(now)

@@ -54,9 +54,9 @@ def _replay(spec: CanaryReleaseSpec, source: _Recorded, hours: float = 3):  # ty
 
 
 def test_gates_and_hooks_are_left_out_and_said_so() -> None:
-    """They read the live cluster: kept in, the release never started (it waited for them)."""
+    """They read the live cluster: taken as passed, and named."""
     spec = _spec(
-        gates={"windows": {"start": [{"schedule": "0 3 * * 6", "duration": "1h"}]}},
+        gates={"environment": {"required": ["DATABASE_URL"]}},
         hooks={"preRollout": {"job": {"template": {"spec": {"containers": []}}}}},
     )
     timeline = _replay(spec, _Recorded(healthy))
@@ -64,6 +64,28 @@ def test_gates_and_hooks_are_left_out_and_said_so() -> None:
     assert [part.split(" ")[0] for part in timeline.not_replayed] == ["gates", "hooks"]
     assert timeline.to_json()["notReplayed"] == list(timeline.not_replayed)
     assert _replay(_spec(), _Recorded(healthy)).not_replayed == ()
+
+
+def test_deploy_windows_are_replayed() -> None:
+    """Monday 09:00: the release waits for the 10:00 start window, passes its analysis by
+    about 10:31 and is promoted when the 12:00 promote window opens."""
+    windows = {
+        "start": [{"schedule": "0 10 * * 1-5", "duration": "8h"}],
+        "promote": [{"schedule": "0 12 * * 1-5", "duration": "1h"}],
+    }
+    environment = {"environment": {"required": ["DATABASE_URL"]}}
+    timeline = _replay(_spec(gates={"windows": windows, **environment}), _Recorded(healthy), 5)
+    assert timeline.outcome == "Succeeded", timeline.final.message
+    assert [part.split(" ")[0] for part in timeline.not_replayed] == ["gates"]
+    reasons = [(e.at, e.reason) for e in timeline.events]
+    assert reasons[0] == (T0, "ReleaseWaiting")
+    started = next(at for at, reason in reasons if reason == "ReleaseStarted")
+    assert started == T0 + timedelta(hours=1)
+    held = next(at for at, reason in reasons if reason == "PromotionWaiting")
+    promoting = next(at for at, reason in reasons if reason == "Promoting")
+    assert started < held < T0 + timedelta(hours=2) and promoting == T0 + timedelta(hours=3)
+    only_windows = _replay(_spec(gates={"windows": windows}), _Recorded(healthy), 5)
+    assert only_windows.not_replayed == () and only_windows.outcome == "Succeeded"
 
 
 def test_the_watch_after_promotion_is_replayed_and_can_roll_back() -> None:
