@@ -74,11 +74,13 @@ def decide(
 ) -> tuple[CanaryReleaseStatus, list[Action]]:
     d = Decision(spec, status.model_copy(deep=True), observed, now)
     d.status.observed_generation = observed.generation
+    held_since = _held_since(status)
     _spec_valid(d)
     if observed.target is None:
         _target_missing(d)
         return d.status, d.actions
     _target_found(d)
+    _resume_clocks(d, held_since)
     _adopt(d)
     _handle_command(d)
     _handle_tag(d)
@@ -151,6 +153,35 @@ def _target_missing(d: Decision) -> None:
         status.conditions, TARGET_FOUND, "False", "NotFound", message, d.now
     )
     _fail_or_hold(status, "TargetNotFound", message, "until it exists again")
+
+
+def _held_since(status: CanaryReleaseStatus) -> datetime | None:
+    """Since when an invalid spec or a missing target has held the release (None: neither)."""
+    held = [
+        c.last_transition_time
+        for c in status.conditions
+        if c.type in (SPEC_VALID, TARGET_FOUND) and c.status == "False"
+    ]
+    return min(held, default=None)
+
+
+def _resume_clocks(d: Decision, since: datetime | None) -> None:
+    """A held canary's step, and a held watch after promotion, did not run meanwhile.
+
+    Nothing was measured while it was held, so counting that time would end
+    a 24-hour pause with hours of it never judged. The clock moves on by the
+    time held, as after a human's pause (whose own `resume` covers the time,
+    so a paused step is left to it).
+    """
+    status = d.status
+    if since is None or d.now <= since:
+        return
+    held = d.now - since
+    canary = status.phase in ("Progressing", "Paused") and status.paused_at is None
+    if canary and status.step_started_at is not None:
+        status.step_started_at += held
+    if watching(status) and status.post_promotion is not None:
+        status.post_promotion.until += held
 
 
 def _target_found(d: Decision) -> None:

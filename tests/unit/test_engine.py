@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
@@ -500,18 +503,20 @@ def test_an_invalid_spec_mid_canary_holds_it_and_the_fix_resumes_the_same_step()
     world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
     before = world.status
     assert before.phase == "Paused" and before.current_step_index == 1
-    held, actions = reject_spec(before, "spec.analysis.metrics.0.threshold: min > max", 4, T0)
+    problem = "spec.analysis.metrics.0.threshold: min > max"
+    held, actions = reject_spec(before, problem, 4, T0 + timedelta(minutes=20))
     assert [a.reason for a in actions if isinstance(a, RecordEvent)] == ["InvalidSpec"]
     assert (held.phase, held.reason, held.current_step_index) == ("Paused", None, 1)
     assert held.step_started_at == before.step_started_at and held.canary_tag == "v2"
     assert "Paused is held as it is" in (held.message or "")
 
-    world.status = held  # fixed 10 minutes later: the same step, the same clock
+    world.status = held  # fixed 10 minutes later: the same step, its clock stopped meanwhile
     world.start = T0 + timedelta(minutes=30)
     mark = len(world.log)
     world.run(until=timedelta(minutes=5), every=timedelta(seconds=30))
     status = world.status
-    assert status.current_step_index == 1 and status.step_started_at == before.step_started_at
+    assert status.current_step_index == 1 and before.step_started_at is not None
+    assert status.step_started_at == before.step_started_at + timedelta(minutes=10)
     assert not any(
         isinstance(a, RecordEvent) and a.reason == "ReleaseStarted"
         for _, _, acts, _ in world.log[mark:]
@@ -602,6 +607,40 @@ def test_a_canary_whose_target_is_briefly_missing_resumes_the_same_step() -> Non
     assert not _messages(world, "ReleaseStarted", mark)
     found = next(c for c in status.conditions if c.type == "TargetFound")
     assert found.status == "True"
+
+
+def _held(world: World, hold: Callable[[CanaryReleaseStatus, datetime], CanaryReleaseStatus]):  # type: ignore[no-untyped-def]
+    """Run to the 1-hour pause, hold the release 3 hours from 09:20, then run again."""
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    before = world.status
+    assert before.phase == "Paused" and before.current_step_index == 1
+    went = T0 + timedelta(minutes=20)
+    world.status = hold(before, went)
+    world.status = hold(world.status, went + timedelta(hours=1))  # still held an hour later
+    world.start = went + timedelta(hours=3)
+    world.run(until=timedelta(hours=2), every=timedelta(seconds=30))
+    return before
+
+
+@pytest.mark.parametrize("cause", ["target missing", "invalid spec"])
+def test_a_held_canary_pause_does_not_count_the_time_it_was_held(cause: str) -> None:
+    """Nothing is measured while held: three hours of a 1-hour pause spent with the
+    target gone (or the spec invalid) leave the pause as long as it was."""
+    world = _world()
+
+    def hold(status: CanaryReleaseStatus, at: datetime) -> CanaryReleaseStatus:
+        if cause == "target missing":
+            return decide(world.spec, status, Observed(None), at)[0]
+        return reject_spec(status, "spec.steps.0: bad", 3, at)[0]
+
+    before = _held(world, hold)
+    assert before.step_started_at is not None
+    back = world.start
+    promoted = next(at for at, s, _, _ in world.log if at >= back and s.phase == "Promoting")
+    # what was left of the pause when it was held is still left once it is back
+    ends = before.step_started_at + timedelta(hours=1) + timedelta(hours=3)
+    assert timedelta(0) <= promoted - ends <= timedelta(minutes=1), (promoted, ends)
+    assert world.status.phase == "Succeeded"
 
 
 def test_a_promoted_release_stays_promoted_through_an_invalid_spec() -> None:

@@ -134,6 +134,16 @@ def _watching_v2(
     return spec_with(post_promotion=WATCH, steps=STEPS), status, target
 
 
+def test_the_watch_runs_as_long_as_it_was_asked_to_with_its_target_missing_meanwhile() -> None:
+    """Nothing was watched for the 30 minutes the Deployment was gone: they are added."""
+    spec, status, target = _watching_v2(previous_image=V1)
+    gone, _ = decide(spec, status, Observed(None), T0 + timedelta(minutes=10))
+    assert gone.post_promotion is not None and gone.post_promotion.until == T0 + timedelta(hours=1)
+    back, _ = decide(spec, gone, Observed(target), T0 + timedelta(minutes=40))
+    assert back.post_promotion is not None and back.post_promotion.state == "Watching"
+    assert back.post_promotion.until == T0 + timedelta(hours=1, minutes=30)
+
+
 def test_a_breach_with_no_previous_image_is_reported_not_acted_on() -> None:
     """A release promoted by an older controller kept no previous image: say so, change nothing."""
     spec, status, target = _watching_v2(previous_image=None)
