@@ -3,10 +3,13 @@
 The reconcile only enqueues (`publish` never blocks and never raises): a
 bounded queue feeds one worker thread, which resolves the webhook URL from
 its Secret, posts, and retries with bounded exponential backoff. When the
-queue is full the notice is dropped, logged and counted; a destination that
-failed every retry is skipped for a cool-down, so one dead receiver cannot
-fill the queue and starve the healthy ones. One worker keeps each
-release's notices in order.
+queue is full the notice is dropped, logged and counted. A destination that
+failed every retry cools down: its notices (the failed one too) wait aside,
+so one dead receiver cannot hold up the healthy ones, and are sent in order
+once the cool-down ends. A receiver down for a few minutes still gets the
+page; one down for longer than `max_defer_s` (or with a full backlog) loses
+the notices that waited that long, logged and counted as given up. One
+worker keeps each release's notices in order.
 
 Destinations come from `spec.notifications` (URLs in Secrets of the
 release's namespace) and, controller-wide, from CANARY_NOTIFY_SLACK_URL and
@@ -22,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,7 +46,8 @@ log = structlog.get_logger("controller.notifications")
 
 SENT = Counter(
     "canary_notifications_total",
-    "Notifications by destination type and result (sent, failed, dropped, skipped, no_url)",
+    "Notifications by destination type and result "
+    "(sent, failed, deferred, given_up, dropped, no_url)",
     ["type", "result"],
 )
 QUEUED = Gauge("canary_notifications_queued", "Notifications waiting to be sent")
@@ -70,6 +75,8 @@ class Delivery:
     notice: Notice
     sink: Sink
     handled: Countdown | None = None
+    since: float | None = None
+    """When it was first tried (the dispatcher's clock); None until then."""
 
 
 class Countdown:
@@ -99,6 +106,7 @@ class SendPolicy:
     max_backoff_s: float = 4.0
     cooldown_s: float = 60.0
     queue_size: int = 256
+    max_defer_s: float = 900.0
 
     @classmethod
     def from_environment(cls) -> SendPolicy:
@@ -109,6 +117,7 @@ class SendPolicy:
             max_backoff_s=float(env("CANARY_NOTIFY_MAX_BACKOFF") or 4.0),
             cooldown_s=float(env("CANARY_NOTIFY_COOLDOWN") or 60.0),
             queue_size=int(env("CANARY_NOTIFY_QUEUE") or 256),
+            max_defer_s=float(env("CANARY_NOTIFY_MAX_DEFER") or 900.0),
         )
 
 
@@ -160,6 +169,7 @@ class Dispatcher:
         self._session.headers["User-Agent"] = "canary-controller"
         self._clock = clock
         self._down_until: dict[str, float] = {}
+        self._deferred: dict[str, deque[Delivery]] = {}  # by destination; the worker's own
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -218,19 +228,40 @@ class Dispatcher:
 
     def _work(self) -> None:
         while True:
-            delivery = self._queue.get()
+            self._send_deferred()
+            try:
+                delivery = self._queue.get(timeout=self._next_wake())
+            except queue.Empty:
+                continue  # a cool-down ended
             try:
                 if delivery is None:
                     return
-                self._deliver(delivery)
-            except Exception:  # a bug in one delivery must not stop the next ones
-                with contextlib.suppress(Exception):  # nor a log that cannot be written
-                    log.exception("notification failed unexpectedly")
+                self._finish(delivery)
             finally:
-                if delivery is not None and delivery.handled is not None:
-                    delivery.handled.one_done()
                 self._queue.task_done()
                 QUEUED.set(self._queue.qsize())
+
+    def _finish(self, delivery: Delivery) -> None:
+        finished = True
+        try:
+            finished = self._deliver(delivery)
+        except Exception:  # a bug in one delivery must not stop the next ones
+            with contextlib.suppress(Exception):  # nor a log that cannot be written
+                log.exception("notification failed unexpectedly")
+        if finished and delivery.handled is not None:
+            delivery.handled.one_done()
+
+    def _next_wake(self) -> float | None:
+        """Seconds until the first destination with notices waiting ends its cool-down."""
+        ends = [self._down_until.get(label, 0.0) for label in self._deferred]
+        return max(0.05, min(ends) - self._clock()) if ends else None
+
+    def _send_deferred(self) -> None:
+        """Send, in order, what waited for a destination whose cool-down is over."""
+        now = self._clock()
+        for label in [k for k in self._deferred if now >= self._down_until.get(k, 0.0)]:
+            for delivery in self._deferred.pop(label):
+                self._finish(delivery)  # the first to fail starts a cool-down again
 
     def _url(self, sink: Sink) -> str:
         if sink.url is not None:
@@ -238,19 +269,20 @@ class Dispatcher:
         assert sink.secret is not None and self._secrets is not None
         return self._secrets.read(*sink.secret)
 
-    def _deliver(self, delivery: Delivery) -> None:
+    def _deliver(self, delivery: Delivery) -> bool:
+        """Send it; False when it waits for its destination's cool-down (not handled yet)."""
         sink, notice = delivery.sink, delivery.notice
         context = {"destination": sink.label, "reason": notice.reason, "id": notice.id}
+        if delivery.since is None:
+            delivery = replace(delivery, since=self._clock())
         if self._clock() < self._down_until.get(sink.label, 0.0):
-            SENT.labels(sink.type, "skipped").inc()
-            log.info("notification skipped: destination failing, cooling down", **context)
-            return
+            return self._defer(delivery, context)
         try:
             url = self._url(sink)
         except (LookupError, AssertionError) as exc:
             SENT.labels(sink.type, "no_url").inc()
             log.warning("notification not sent: no URL", error=str(exc), **context)
-            return
+            return True
         body = slack_payload(notice) if sink.type == "slack" else json_payload(notice)
         try:
             self._post(url, body, notice)
@@ -258,10 +290,30 @@ class Dispatcher:
             self._down_until[sink.label] = self._clock() + self._policy.cooldown_s
             SENT.labels(sink.type, "failed").inc()
             log.warning("notification failed", error=_short(exc), **context)
-            return
+            return self._defer(delivery, context)
         self._down_until.pop(sink.label, None)
         SENT.labels(sink.type, "sent").inc()
         log.info("notification sent", **context)
+        return True
+
+    def _defer(self, delivery: Delivery, context: dict[str, str]) -> bool:
+        """Keep it for after the cool-down, unless it waited too long or too many wait."""
+        sink, policy = delivery.sink, self._policy
+        waiting = self._deferred.setdefault(sink.label, deque())
+        assert delivery.since is not None
+        if (
+            self._clock() - delivery.since >= policy.max_defer_s
+            or len(waiting) >= policy.queue_size
+        ):
+            if not waiting:
+                del self._deferred[sink.label]
+            SENT.labels(sink.type, "given_up").inc()
+            log.warning("notification given up: destination failing too long", **context)
+            return True
+        waiting.append(delivery)
+        SENT.labels(sink.type, "deferred").inc()
+        log.info("notification deferred: destination cooling down", **context)
+        return False
 
     def _post(self, url: str, body: dict[str, Any], notice: Notice) -> None:
         policy = self._policy
@@ -281,7 +333,9 @@ class Dispatcher:
                 response.raise_for_status()  # any other 4xx: the URL or payload is wrong
 
     def drain(self, timeout: float) -> bool:
-        """Wait until everything queued so far was handled (for shutdown and tests)."""
+        """Wait until everything queued so far was handled or set aside for a destination's
+        cool-down (for shutdown and tests). What is set aside at shutdown is not sent:
+        its outbox entry stays in status, so the next leader sends it."""
         deadline = self._clock() + timeout
         while self._queue.unfinished_tasks:
             if self._clock() > deadline:

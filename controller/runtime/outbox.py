@@ -10,8 +10,8 @@ and with it the page to on-call.
 So the Events ride in the status they were decided with (`pendingEvents`), in
 the same write. Every pass sends those this process has not sent yet, and a
 later write drops them once the Event is recorded and every receiver of the
-notification was handled by the notifier: sent to, or given up on after its
-retries (a receiver in its cool-down after failing is skipped, as always). A
+notification was handled by the notifier: sent to, or given up on (a
+receiver that keeps failing is waited for up to its `max_defer_s`). A
 crash before that sends them again after the restart: at least once. The
 Event is named after the entry's id, so sending it again records nothing new;
 a notification carries the id, so a receiver can drop the repeat. An

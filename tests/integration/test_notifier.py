@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from kubernetes import client
@@ -71,14 +72,50 @@ def test_transient_failures_are_retried_with_backoff() -> None:
 
 def test_a_dead_receiver_gets_bounded_retries_then_a_cool_down() -> None:
     with Receiver("fail") as hook:
-        failed, skipped = _counter("failed"), _counter("skipped")
+        failed, deferred = _counter("failed"), _counter("deferred")
+        handled: list[str] = []
         dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
-        dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK)
-        dispatcher.publish(RELEASE, None, STATUS, STARTED)
+        for event in (ROLLED_BACK, STARTED):
+            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
+            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
         assert dispatcher.drain(30)
         dispatcher.stop()
     assert len(hook.requests) == FAST.attempts  # the second notice was not even tried
-    assert failed() == 1 and skipped() == 1
+    assert failed() == 1 and deferred() == 2  # both wait for the cool-down to end
+    assert handled == []  # so their outbox entries stay in status
+
+
+def test_notices_wait_out_a_receivers_cool_down_and_are_sent_in_order() -> None:
+    """The receiver is down for its first three requests (one notice's every retry):
+    the rollback page, and the notice after it, reach it once the cool-down ends."""
+    policy = replace(FAST, cooldown_s=1.0)
+    with Receiver("fail-then-ok", failures=FAST.attempts) as hook:
+        handled: list[str] = []
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=policy)
+        for event in (ROLLED_BACK, STARTED):
+            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
+            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+        wait_for(lambda: len(handled) == 2, 30, "both notices to be handled")
+        dispatcher.stop()
+    reasons = [b["reason"] for b in hook.bodies()]
+    assert reasons == ["RolledBack"] * (FAST.attempts + 1) + ["ReleaseStarted"]
+    assert handled == ["RolledBack", "ReleaseStarted"]
+
+
+def test_a_notice_that_waited_too_long_is_given_up() -> None:
+    policy = replace(FAST, cooldown_s=0.3, max_defer_s=2.0)
+    with Receiver("fail") as hook:
+        given_up = _counter("given_up")
+        handled: list[str] = []
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=policy)
+        dispatcher.publish(
+            RELEASE, None, STATUS, ROLLED_BACK, on_handled=lambda: handled.append("x")
+        )
+        wait_for(lambda: handled, 30, "the notice to be given up")
+        dispatcher.stop()
+    assert given_up() == 1
+    tries = len(hook.requests)  # a round of retries per cool-down, for about two seconds
+    assert FAST.attempts * 2 <= tries <= FAST.attempts * 5, tries
 
 
 def test_a_hanging_receiver_never_blocks_publish_and_overflow_is_dropped() -> None:
