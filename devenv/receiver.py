@@ -2,8 +2,9 @@
 
 Slack cannot run here, so this is the one test double for notifications. It
 records every request and answers according to its mode: `ok`, `fail` (500),
-`fail-then-ok` (500 for the first `failures` requests), or `hang` (never
-answers until released, like a receiver stuck behind a dead load balancer).
+`fail-then-ok` (500 for the first `failures` requests), `reject-first` (400
+for the first request), or `hang` (never answers until released, like a
+receiver stuck behind a dead load balancer).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Receiver:
                 failing = receiver.mode == "fail" or (
                     receiver.mode == "fail-then-ok" and count <= receiver.failures
                 )
-                self.send_response(500 if failing else 200)
+                rejecting = receiver.mode == "reject-first" and count == 1
+                self.send_response(500 if failing else 400 if rejecting else 200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

@@ -307,18 +307,25 @@ def create_hook_job(
     return None
 
 
+_refused_deletes: set[tuple[str, str]] = set()  # (namespace, job); said once per process
+
+
 def delete_hook_job(api_client: client.ApiClient, namespace: str, job: str) -> None:
     """Delete a Job and, in the background, its pods; one already gone is fine.
 
     Housekeeping only: RBAC without `delete` on Jobs (a hand-made Role from
-    before it was needed) leaves the Job and says so, rather than failing the pass.
+    before it was needed) leaves the Job and says so once, rather than failing
+    the pass or asking again at every pass that reads the Jobs.
     """
+    if (namespace, job) in _refused_deletes:
+        return
     try:
         client.BatchV1Api(api_client).delete_namespaced_job(
             job, namespace, propagation_policy="Background"
         )
     except ApiException as exc:
         if exc.status == 403:
+            _refused_deletes.add((namespace, job))
             log.warning("cannot delete a finished hook Job", job=job, error=str(exc.reason))
         elif not _not_found(exc):
             raise

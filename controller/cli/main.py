@@ -261,7 +261,8 @@ def _delegated(argv: list[str]) -> tuple[str, list[str]] | None:
             return None
         taken, before = _PASSED_ON[token], []
         for j, option in enumerate(argv[:i]):
-            if option.split("=", 1)[0] in taken:
+            name = option.split("=", 1)[0] if option.startswith("--") else option[:2]
+            if name in taken:  # `--output=json`, `-o json` and `-ojson` alike
                 before.append(option)
             elif j > 0 and argv[j - 1] in taken and argv[j - 1] in _VALUE_OPTIONS:
                 before.append(option)  # its value

@@ -33,6 +33,7 @@ from controller.api.gates import Gates
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, MetricResult
 from controller.engine.actions import RecordEvent
+from controller.engine.gating import WINDOW_REASONS
 from controller.engine.observations import Observed
 from controller.engine.watching import watch_due, watching
 from controller.replay.world import SimulatedWorld
@@ -270,7 +271,8 @@ def replay(
                 break
         now += every
     timeline.final = world.status
-    if timeline.problem is None and not _any_data(timeline):
+    held = world.status.reason in WINDOW_REASONS  # never started: no query was due
+    if timeline.problem is None and not held and not _any_data(timeline):
         timeouts = world.source.timeouts + world.watch_source.timeouts
         slow = f" ({timeouts} queries went unanswered: timeouts or 5xx)" if timeouts else ""
         timeline.problem = (

@@ -99,6 +99,9 @@ class _Retryable(Exception):
     """A 429 or 5xx: the receiver may accept it on another try."""
 
 
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, _Retryable)
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     timeout_s: float = 5.0
@@ -275,8 +278,8 @@ class Dispatcher:
         context = {"destination": sink.label, "reason": notice.reason, "id": notice.id}
         if delivery.since is None:
             delivery = replace(delivery, since=self._clock())
-        if self._clock() < self._down_until.get(sink.label, 0.0):
-            return self._defer(delivery, context)
+        if sink.label in self._deferred or self._clock() < self._down_until.get(sink.label, 0.0):
+            return self._defer(delivery, context)  # behind those waiting: in order
         try:
             url = self._url(sink)
         except (LookupError, AssertionError) as exc:
@@ -286,11 +289,15 @@ class Dispatcher:
         body = slack_payload(notice) if sink.type == "slack" else json_payload(notice)
         try:
             self._post(url, body, notice)
-        except Exception as exc:
+        except _TRANSIENT as exc:
             self._down_until[sink.label] = self._clock() + self._policy.cooldown_s
             SENT.labels(sink.type, "failed").inc()
             log.warning("notification failed", error=_short(exc), **context)
             return self._defer(delivery, context)
+        except Exception as exc:  # another 4xx: the URL or this payload is wrong, for good
+            SENT.labels(sink.type, "failed").inc()
+            log.warning("notification refused", error=_short(exc), **context)
+            return True
         self._down_until.pop(sink.label, None)
         SENT.labels(sink.type, "sent").inc()
         log.info("notification sent", **context)
@@ -319,7 +326,7 @@ class Dispatcher:
         policy = self._policy
         headers = {"X-Canary-Event": notice.kind, "X-Canary-Delivery": notice.id}
         for attempt in Retrying(
-            retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout, _Retryable)),
+            retry=retry_if_exception_type(_TRANSIENT),
             stop=stop_after_attempt(policy.attempts),
             wait=wait_exponential(multiplier=0.5, max=policy.max_backoff_s),
             reraise=True,

@@ -11,7 +11,7 @@ So the Events ride in the status they were decided with (`pendingEvents`), in
 the same write. Every pass sends those this process has not sent yet, and a
 later write drops them once the Event is recorded and every receiver of the
 notification was handled by the notifier: sent to, or given up on (a
-receiver that keeps failing is waited for up to its `max_defer_s`). A
+receiver that keeps failing is waited for about `max_defer_s`). A
 crash before that sends them again after the restart: at least once. The
 Event is named after the entry's id, so sending it again records nothing new;
 a notification carries the id, so a receiver can drop the repeat. An

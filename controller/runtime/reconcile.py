@@ -25,7 +25,13 @@ from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.base import describe_validation_error
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.actions import Action, CheckGates, RecordEvent, TrafficAction
+from controller.engine.actions import (
+    Action,
+    CheckGates,
+    DeleteHookJob,
+    RecordEvent,
+    TrafficAction,
+)
 from controller.engine.analysis import analysis_due
 from controller.engine.decide import command_pending, decide, reject_spec
 from controller.engine.observations import Observed, PodHealth
@@ -211,7 +217,8 @@ def _commit(
             cluster.apply(release, spec, action)
     moved = (
         (new.phase, new.current_step_index) != (old.phase, old.current_step_index)
-        or any(not isinstance(a, RecordEvent) for a in actions)
+        # housekeeping needs no pass to follow it; a refused one would repeat every second
+        or any(not isinstance(a, RecordEvent | DeleteHookJob) for a in actions)
         or outbox.retrying(release, new)  # an Event to record again soon
     )
     return Outcome(new.phase, tuple(actions), changed, spec, new, moved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -14,7 +15,8 @@ from controller.adapters.secrets import SecretReader
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
 from controller.engine.actions import RecordEvent
-from controller.runtime.notifying import Dispatcher, SendPolicy, Sink
+from controller.runtime.notices import notice_for
+from controller.runtime.notifying import Delivery, Dispatcher, SendPolicy, Sink
 from devenv.receiver import Receiver
 from tests.e2e.helpers import wait_for
 
@@ -100,6 +102,41 @@ def test_notices_wait_out_a_receivers_cool_down_and_are_sent_in_order() -> None:
     reasons = [b["reason"] for b in hook.bodies()]
     assert reasons == ["RolledBack"] * (FAST.attempts + 1) + ["ReleaseStarted"]
     assert handled == ["RolledBack", "ReleaseStarted"]
+
+
+def test_a_notice_arriving_as_the_cool_down_ends_goes_after_those_that_waited() -> None:
+    """The worker takes a fresh notice off the queue before it sends the waiting ones
+    (driven by hand here, on a clock the test moves)."""
+    now = [0.0]
+    with Receiver("fail-then-ok", failures=FAST.attempts) as hook:
+        sink = Sink("webhook", "hook", url=hook.url)
+        dispatcher = Dispatcher(None, sinks=[sink], policy=FAST, clock=lambda: now[0])
+        first, second = (
+            Delivery(notice_for(RELEASE, STATUS, e, "rollback", datetime.now(UTC), None), sink)
+            for e in (ROLLED_BACK, STARTED)
+        )
+        assert not dispatcher._deliver(first)  # every retry failed: it waits
+        now[0] += FAST.cooldown_s + 1
+        assert not dispatcher._deliver(second)  # the cool-down is over, but the first waits
+        dispatcher._send_deferred()
+    reasons = [b["reason"] for b in hook.bodies()]
+    assert reasons == ["RolledBack"] * (FAST.attempts + 1) + ["ReleaseStarted"]
+
+
+def test_a_notice_the_receiver_rejects_is_not_retried_and_holds_nothing_up() -> None:
+    """A 400 says this payload (or the URL) is wrong for good: no retry, no cool-down."""
+    with Receiver("reject-first") as hook:
+        failed, deferred = _counter("failed"), _counter("deferred")
+        handled: list[str] = []
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
+        for event in (ROLLED_BACK, STARTED):
+            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
+            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+        assert dispatcher.drain(30)
+        dispatcher.stop()
+    assert [b["reason"] for b in hook.bodies()] == ["RolledBack", "ReleaseStarted"]
+    assert handled == ["RolledBack", "ReleaseStarted"]
+    assert failed() == 1 and deferred() == 0
 
 
 def test_a_notice_that_waited_too_long_is_given_up() -> None:

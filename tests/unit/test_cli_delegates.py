@@ -62,3 +62,5 @@ def test_global_options_before_a_delegate_reach_it_when_it_takes_them() -> None:
     assert cli._delegated(argv) == ("replay", ["--namespace=shop", "-o", "json", "-f", "r.yaml"])
     argv = ["-n", "shop", "--kubeconfig", "k", "-o", "json", "lint-migrations", "a.sql"]
     assert cli._delegated(argv) == ("lint-migrations", ["-o", "json", "a.sql"])
+    argv = ["-nshop", "-ojson", "--context=prod", "replay", "-f", "r.yaml"]
+    assert cli._delegated(argv) == ("replay", ["-nshop", "-ojson", "-f", "r.yaml"])

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 
 from controller.adapters.kubernetes import COMMAND_ANNOTATION
+from controller.api.gates import GatesStatus, HookRun
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.actions import Action, RecordEvent
+from controller.engine.actions import Action, DeleteHookJob, RecordEvent
+from controller.engine.gate_observations import JobView
 from controller.engine.observations import DeploymentView, PodHealth
 from controller.engine.wakeup import next_wakeup
+from controller.runtime.gate_checks import GateChecker
 from controller.runtime.measuring import AnalysisInterrupted
 from controller.runtime.reconcile import reconcile
 
@@ -194,3 +197,49 @@ def test_a_missing_target_is_not_measured_and_not_woken_every_second() -> None:
         outcome.spec, outcome.status, NOW, poll=timedelta(seconds=10), resync=timedelta(minutes=5)
     )
     assert due == NOW + timedelta(minutes=5)  # not the overdue analysis, i.e. at once
+
+
+class _Jobs:
+    """The hook Jobs of the release: one still running, one of a past tag long finished."""
+
+    def hook_jobs(self, namespace: str, release: str) -> tuple[JobView, ...]:
+        return (
+            JobView("payments-post-promotion-run", "Running", NOW - timedelta(minutes=1), tag="v2"),
+            JobView("payments-pre-rollout-old", "Succeeded", NOW - timedelta(days=3), tag="v1"),
+        )
+
+
+class _Settled(Cluster):
+    """Stable already down to its share at 50%: the step asks for no scaling."""
+
+    def read_deployment(self, namespace: str, name: str, container: str | None) -> DeploymentView:
+        view = super().read_deployment(namespace, name, container)
+        return view if name.endswith("-canary") else DeploymentView(name, 2, view.image, 2, 2, 2)
+
+
+def test_deleting_an_old_hook_job_does_not_ask_for_another_pass_soon() -> None:
+    """A refused deletion (a Role without `delete` on Jobs) would otherwise repeat every second."""
+    cluster = _Settled()
+    assert cluster.release is not None
+    hook = {"job": {"template": {"spec": {"containers": [{"name": "h", "image": "tools:1"}]}}}}
+    cluster.release["spec"]["hooks"] = {"postPromotion": hook}
+    run = HookRun(
+        hook="postPromotion",
+        tag="v2",
+        job="payments-post-promotion-run",
+        state="Running",
+        started_at=NOW - timedelta(minutes=1),
+    )
+    gates = GatesStatus(hooks=[run]).model_dump(by_alias=True, mode="json", exclude_none=True)
+    cluster.release["status"]["gates"] = gates
+    outcome = reconcile(
+        cluster,  # type: ignore[arg-type]
+        lambda _: Source(),  # type: ignore[arg-type,return-value]
+        "shop",
+        "payments",
+        NOW,
+        GateChecker(_Jobs()),  # type: ignore[arg-type]
+        analyse=False,
+    )
+    assert outcome is not None and cluster.applied == [DeleteHookJob("payments-pre-rollout-old")]
+    assert not outcome.moved

@@ -86,6 +86,11 @@ def test_deploy_windows_are_replayed() -> None:
     assert started < held < T0 + timedelta(hours=2) and promoting == T0 + timedelta(hours=3)
     only_windows = _replay(_spec(gates={"windows": windows}), _Recorded(healthy), 5)
     assert only_windows.not_replayed == () and only_windows.outcome == "Succeeded"
+    # a range the start window never opens in: no decision, and no data problem either
+    early = _replay(_spec(gates={"windows": windows}), _Recorded(healthy), 0.5)
+    assert (early.outcome, early.problem) == ("Undecided", None)
+    assert "OutsideDeployWindow" in (early.final.reason or "")
+    assert "may start at 2026-11-02T10:00" in (early.final.message or "")
 
 
 def test_the_watch_after_promotion_is_replayed_and_can_roll_back() -> None:
