@@ -39,6 +39,16 @@ def _counter(result: str, type_: str = "webhook") -> Callable[[], float]:
     return lambda: _count(result, type_) - before
 
 
+def _rollback_then_start(hook: Receiver, policy: SendPolicy) -> tuple[Dispatcher, list[str]]:
+    """Both notices published to `hook`; the list fills as each one is handled."""
+    handled: list[str] = []
+    dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=policy)
+    for event in (ROLLED_BACK, STARTED):
+        on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
+        dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+    return dispatcher, handled
+
+
 def test_slack_and_json_receivers_get_their_payloads() -> None:
     with Receiver() as slack, Receiver() as hook:
         dispatcher = Dispatcher(
@@ -75,11 +85,7 @@ def test_transient_failures_are_retried_with_backoff() -> None:
 def test_a_dead_receiver_gets_bounded_retries_then_a_cool_down() -> None:
     with Receiver("fail") as hook:
         failed, deferred = _counter("failed"), _counter("deferred")
-        handled: list[str] = []
-        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
-        for event in (ROLLED_BACK, STARTED):
-            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
-            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+        dispatcher, handled = _rollback_then_start(hook, FAST)
         assert dispatcher.drain(30)
         dispatcher.stop()
     assert len(hook.requests) == FAST.attempts  # the second notice was not even tried
@@ -92,11 +98,7 @@ def test_notices_wait_out_a_receivers_cool_down_and_are_sent_in_order() -> None:
     the rollback page, and the notice after it, reach it once the cool-down ends."""
     policy = replace(FAST, cooldown_s=1.0)
     with Receiver("fail-then-ok", failures=FAST.attempts) as hook:
-        handled: list[str] = []
-        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=policy)
-        for event in (ROLLED_BACK, STARTED):
-            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
-            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+        dispatcher, handled = _rollback_then_start(hook, policy)
         wait_for(lambda: len(handled) == 2, 30, "both notices to be handled")
         dispatcher.stop()
     reasons = [b["reason"] for b in hook.bodies()]
@@ -127,11 +129,7 @@ def test_a_notice_the_receiver_rejects_is_not_retried_and_holds_nothing_up() -> 
     """A 400 says this payload (or the URL) is wrong for good: no retry, no cool-down."""
     with Receiver("reject-first") as hook:
         failed, deferred = _counter("failed"), _counter("deferred")
-        handled: list[str] = []
-        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=hook.url)], policy=FAST)
-        for event in (ROLLED_BACK, STARTED):
-            on_handled = lambda reason=event.reason: handled.append(reason)  # noqa: E731
-            dispatcher.publish(RELEASE, None, STATUS, event, on_handled=on_handled)
+        dispatcher, handled = _rollback_then_start(hook, FAST)
         assert dispatcher.drain(30)
         dispatcher.stop()
     assert [b["reason"] for b in hook.bodies()] == ["RolledBack", "ReleaseStarted"]
