@@ -9,7 +9,7 @@ the same inputs gives the same answer, and a restart resumes where it stopped.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controller.api.spec import TAG_PATTERN, CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
@@ -74,13 +74,17 @@ def decide(
 ) -> tuple[CanaryReleaseStatus, list[Action]]:
     d = Decision(spec, status.model_copy(deep=True), observed, now)
     d.status.observed_generation = observed.generation
-    held_since = _held_since(status)
+    invalid_since = _false_since(status, SPEC_VALID)
+    missing_since = _false_since(status, TARGET_FOUND)
     _spec_valid(d)
+    if invalid_since is not None:  # the time held by both is added once, when the last one ends
+        _resume_clocks(d, (missing_since or d.now) - invalid_since)
     if observed.target is None:
         _target_missing(d)
         return d.status, d.actions
     _target_found(d)
-    _resume_clocks(d, held_since)
+    if missing_since is not None:
+        _resume_clocks(d, d.now - missing_since)
     _adopt(d)
     _handle_command(d)
     _handle_tag(d)
@@ -155,17 +159,13 @@ def _target_missing(d: Decision) -> None:
     _fail_or_hold(status, "TargetNotFound", message, "until it exists again")
 
 
-def _held_since(status: CanaryReleaseStatus) -> datetime | None:
-    """Since when an invalid spec or a missing target has held the release (None: neither)."""
-    held = [
-        c.last_transition_time
-        for c in status.conditions
-        if c.type in (SPEC_VALID, TARGET_FOUND) and c.status == "False"
-    ]
-    return min(held, default=None)
+def _false_since(status: CanaryReleaseStatus, kind: str) -> datetime | None:
+    """Since when condition `kind` has been False (None: it is not)."""
+    found = find_condition(status.conditions, kind)
+    return found.last_transition_time if found is not None and found.status == "False" else None
 
 
-def _resume_clocks(d: Decision, since: datetime | None) -> None:
+def _resume_clocks(d: Decision, held: timedelta) -> None:
     """A held canary's step, and a held watch after promotion, did not run meanwhile.
 
     Nothing was measured while it was held, so counting that time would end
@@ -174,9 +174,8 @@ def _resume_clocks(d: Decision, since: datetime | None) -> None:
     so a paused step is left to it).
     """
     status = d.status
-    if since is None or d.now <= since:
+    if held <= timedelta(0):
         return
-    held = d.now - since
     canary = status.phase in ("Progressing", "Paused") and status.paused_at is None
     if canary and status.step_started_at is not None:
         status.step_started_at += held

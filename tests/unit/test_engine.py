@@ -643,6 +643,25 @@ def test_a_held_canary_pause_does_not_count_the_time_it_was_held(cause: str) -> 
     assert world.status.phase == "Succeeded"
 
 
+@pytest.mark.parametrize("first", ["invalid spec", "target missing"])
+def test_time_held_by_an_invalid_spec_and_a_missing_target_at_once_counts_once(first: str) -> None:
+    """Held three hours in all, from 09:20 to 12:20, one hour of it by both causes."""
+    world = _world()
+    world.run(until=timedelta(minutes=20), every=timedelta(seconds=30))
+    before, went = world.status, T0 + timedelta(minutes=20)
+    assert before.step_started_at is not None
+    if first == "invalid spec":  # the Deployment goes too while nothing is read
+        held = reject_spec(before, "spec.steps.0: bad", 3, went)[0]
+        held = decide(world.spec, held, Observed(None), went + timedelta(hours=1))[0]
+    else:
+        held = decide(world.spec, before, Observed(None), went)[0]
+        held = reject_spec(held, "spec.steps.0: bad", 3, went + timedelta(hours=1))[0]
+        held = decide(world.spec, held, Observed(None), went + timedelta(hours=2))[0]
+    world.status = held
+    world.tick(went + timedelta(hours=3))
+    assert world.status.step_started_at == before.step_started_at + timedelta(hours=3)
+
+
 def test_a_promoted_release_stays_promoted_through_an_invalid_spec() -> None:
     world = _world()
     world.run(until=timedelta(hours=2), every=timedelta(minutes=1))
