@@ -9,11 +9,13 @@ the same inputs gives the same answer, and a restart resumes where it stopped.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.api.spec import TAG_PATTERN, CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, Outcome
-from controller.engine.actions import Action, RecordEvent
+from controller.engine.actions import Action, CheckGates, RecordEvent
 from controller.engine.analysis import (
     ANALYSIS,
     analysis_passed,
@@ -30,6 +32,7 @@ from controller.engine.conditions import (
 )
 from controller.engine.context import Decision
 from controller.engine.freeze import freeze
+from controller.engine.gate_observations import GateObservations
 from controller.engine.gating import clear_to_start, follow_up, promotion_held
 from controller.engine.health import pod_trouble
 from controller.engine.observations import Observed
@@ -157,6 +160,23 @@ def _target_missing(d: Decision) -> None:
         status.conditions, TARGET_FOUND, "False", "NotFound", message, d.now
     )
     _fail_or_hold(status, "TargetNotFound", message, "until it exists again")
+
+
+def decide_checking_gates(
+    spec: CanaryReleaseSpec,
+    status: CanaryReleaseStatus,
+    observed: Observed,
+    now: datetime,
+    check: Callable[[CheckGates], GateObservations],
+) -> tuple[CanaryReleaseStatus, list[Action]]:
+    """`decide`, and when it asks for the gates (a release about to start), decide
+    again from the same status with `check`'s verdicts: the runtime and the
+    simulated world answer the request the same way."""
+    new_status, actions = decide(spec, status, observed, now)
+    request = next((a for a in actions if isinstance(a, CheckGates)), None)
+    if request is None:
+        return new_status, actions
+    return decide(spec, status, replace(observed, gates=check(request)), now)
 
 
 def _false_since(status: CanaryReleaseStatus, kind: str) -> datetime | None:

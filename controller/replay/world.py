@@ -12,7 +12,7 @@ function of time in the tests.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from controller.adapters.ports import MetricsSource
@@ -28,7 +28,7 @@ from controller.engine.actions import (
     UpdateStable,
 )
 from controller.engine.analysis import analysis_due
-from controller.engine.decide import decide
+from controller.engine.decide import decide_checking_gates
 from controller.engine.gate_observations import GateObservations
 from controller.engine.observations import (
     KUBERNETES_PROGRESS_DEADLINE_S,
@@ -242,14 +242,13 @@ class SimulatedWorld:
     def tick(self, now: datetime, *, lose_actions: bool = False) -> list[Action]:
         """Observe, decide, (maybe crash before acting), then let the cluster move."""
         observed = self.observe(now)
-        status, actions = decide(self.spec, self.status, observed, now)
-        request = next((a for a in actions if isinstance(a, CheckGates)), None)
-        if request is not None:  # answered before deciding again, as the runtime does
-            jobs = observed.gates.jobs if observed.gates is not None else None
+        jobs = observed.gates.jobs if observed.gates is not None else None
+
+        def check(request: CheckGates) -> GateObservations:
             checks = self.gate_checks(request.tag, now)
-            gates = GateObservations(self.name, tag=request.tag, checks=checks, jobs=jobs)
-            status, actions = decide(self.spec, self.status, replace(observed, gates=gates), now)
-        self.status = status
+            return GateObservations(self.name, tag=request.tag, checks=checks, jobs=jobs)
+
+        self.status, actions = decide_checking_gates(self.spec, self.status, observed, now, check)
         if not lose_actions:
             self.apply(actions)
         self.stable.step(now)

@@ -9,7 +9,7 @@ never an exception that would stop the reconcile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,6 @@ from controller.api.durations import parse_duration
 from controller.api.gates import BackupGate, DatabaseRef, EnvironmentGate, Gates, MigrationLint
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus
-from controller.engine.actions import Action, CheckGates
 from controller.engine.gate_observations import GateObservations, JobView
 from controller.engine.gating import gates_configured
 from controller.engine.hooks import hook_job_name, hooks_running
@@ -271,10 +270,6 @@ class GateChecker:
 
 
 # -- the runtime's side of the CheckGates protocol -------------------------------------
-
-
-def gate_request(actions: Sequence[Action]) -> CheckGates | None:
-    return next((a for a in actions if isinstance(a, CheckGates)), None)
 
 
 def _wants_jobs(spec: CanaryReleaseSpec) -> bool:

@@ -33,12 +33,12 @@ from controller.engine.actions import (
     TrafficAction,
 )
 from controller.engine.analysis import analysis_due
-from controller.engine.decide import command_pending, decide, reject_spec
+from controller.engine.decide import command_pending, decide_checking_gates, reject_spec
 from controller.engine.observations import Observed, PodHealth
 from controller.engine.watching import watch_due, watching
 from controller.runtime import outbox
 from controller.runtime.auditing import measure_audit_log
-from controller.runtime.gate_checks import GateChecker, check_gates, gate_request, observe_hooks
+from controller.runtime.gate_checks import GateChecker, check_gates, observe_hooks
 from controller.runtime.measuring import Interruptible, measure
 from controller.runtime.metrics import record_measurements, record_status
 from controller.runtime.routing import apply_traffic, observe_route
@@ -161,12 +161,13 @@ def reconcile(
         route=route,
         gates=observe_hooks(gates, spec, status, namespace, name),
     )
-    new_status, actions = decide(spec, status, observed, now)
-    if (request := gate_request(actions)) is not None:
-        # About to start a release: check its gates, then decide again with the verdicts.
-        checked = check_gates(gates, spec, namespace, name, request.tag, now)
-        observed = replace(observed, gates=checked)
-        new_status, actions = decide(spec, status, observed, now)
+    new_status, actions = decide_checking_gates(
+        spec,
+        status,
+        observed,
+        now,
+        lambda request: check_gates(gates, spec, namespace, name, request.tag, now),
+    )
     return _commit(cluster, release, spec, status, new_status, actions, router)
 
 
