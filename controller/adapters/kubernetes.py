@@ -428,10 +428,11 @@ class KubernetesCluster:
         leader resending an outbox entry the old one recorded) finds it there."""
         meta = release["metadata"]
         now = datetime.now(UTC)
-        named = {"name": event_name(meta["name"], key)} if key else {}
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"], **named
+                name=event_name(meta["name"], key) if key else None,
+                generate_name=None if key else f"{meta['name']}.",
+                namespace=meta["namespace"],
             ),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",

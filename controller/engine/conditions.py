@@ -35,7 +35,12 @@ def condition_status(conditions: list[Condition], type_: str) -> str | None:
     return found.status if found is not None else None
 
 
+def false_since(status: CanaryReleaseStatus, type_: str) -> datetime | None:
+    """Since when condition `type_` has been False (None: it is not)."""
+    found = find_condition(status.conditions, type_)
+    return found.last_transition_time if found is not None and found.status == "False" else None
+
+
 def target_missing(status: CanaryReleaseStatus) -> bool:
     """The last decision found no target: nothing is measured or decided until it exists."""
-    found = find_condition(status.conditions, TARGET_FOUND)
-    return found is not None and found.status == "False"
+    return false_since(status, TARGET_FOUND) is not None

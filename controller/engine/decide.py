@@ -26,6 +26,7 @@ from controller.engine.analysis import (
 from controller.engine.auditing import ANOMALY, AUDIT_LOG, apply_audit_report, audit_log_passed
 from controller.engine.conditions import (
     TARGET_FOUND,
+    false_since,
     find_condition,
     set_condition,
     target_missing,
@@ -77,8 +78,8 @@ def decide(
 ) -> tuple[CanaryReleaseStatus, list[Action]]:
     d = Decision(spec, status.model_copy(deep=True), observed, now)
     d.status.observed_generation = observed.generation
-    invalid_since = _false_since(status, SPEC_VALID)
-    missing_since = _false_since(status, TARGET_FOUND)
+    invalid_since = false_since(status, SPEC_VALID)
+    missing_since = false_since(status, TARGET_FOUND)
     _spec_valid(d)
     if invalid_since is not None:  # the time held by both is added once, when the last one ends
         _resume_clocks(d, (missing_since or d.now) - invalid_since)
@@ -177,12 +178,6 @@ def decide_checking_gates(
     if request is None:
         return new_status, actions
     return decide(spec, status, replace(observed, gates=check(request)), now)
-
-
-def _false_since(status: CanaryReleaseStatus, kind: str) -> datetime | None:
-    """Since when condition `kind` has been False (None: it is not)."""
-    found = find_condition(status.conditions, kind)
-    return found.last_transition_time if found is not None and found.status == "False" else None
 
 
 def _resume_clocks(d: Decision, held: timedelta) -> None:
