@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
@@ -425,8 +426,12 @@ class KubernetesCluster:
         self, release: dict[str, Any], event: RecordEvent, key: str | None = None
     ) -> None:
         """With a `key`, the Event is named after it, so sending it again (a new
-        leader resending an outbox entry the old one recorded) finds it there."""
+        leader resending an outbox entry the old one recorded) finds it there.
+        A key no object name can hold (a hand-edited status) gets a generated
+        name instead: recorded, at the price of a possible repeat."""
         meta = release["metadata"]
+        if key is not None and not _NAME_PART.fullmatch(key):
+            key = None
         now = datetime.now(UTC)
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
@@ -457,6 +462,9 @@ class KubernetesCluster:
         except ApiException as exc:
             if not (key and exc.status == 409):
                 raise
+
+
+_NAME_PART = re.compile(r"[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?")
 
 
 def event_name(release: str, key: str) -> str:

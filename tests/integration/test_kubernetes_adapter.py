@@ -137,6 +137,9 @@ def test_an_event_sent_again_under_its_key_is_recorded_once(
     key = "0f3a" * 8  # an entry id's length
     assert len(event_name("p" * 253, key)) == 253
     assert event_name("p" * 219 + "-q" * 17, key) == "p" * 219 + "." + key  # no "-." inside
+    hand_edited = RecordEvent("Normal", "Paused", "by hand")
+    adapter.record_event(obj, hand_edited, key="Not_A/Name")  # no name can hold it
+    assert releases.event_reasons("payments").count("Paused") == 1
 
 
 def test_who_last_set_the_replicas_is_read_from_field_ownership(
