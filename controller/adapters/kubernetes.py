@@ -143,6 +143,9 @@ class PodRecord(NamedTuple):
     """The most restarts of any of its containers."""
     crash_looping: bool
     images: tuple[str, ...]
+    uid: str = ""
+    version: str = ""
+    """uid and resourceVersion: what tells a pod deleted unseen (runtime/phantoms.py)."""
 
 
 def pod_record(pod: Mapping[str, Any]) -> PodRecord | None:
@@ -161,7 +164,8 @@ def pod_record(pod: Mapping[str, Any]) -> PodRecord | None:
         looping = looping or waiting.get("reason") == "CrashLoopBackOff"
     containers = (pod.get("spec") or {}).get("containers") or []
     images = tuple(str(c.get("image")) for c in containers)
-    return PodRecord(str(meta.get("name")), restarts, looping, images)
+    uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+    return PodRecord(str(meta.get("name")), restarts, looping, images, uid, version)
 
 
 def pod_health(records: Iterable[PodRecord], image: str) -> PodHealth:

@@ -28,12 +28,14 @@ from controller.adapters.kubernetes import (
     pod_record,
 )
 from controller.adapters.kubernetes_gates import KubernetesGateObjects
+from controller.adapters.kubernetes_listing import POD_SELECTOR, list_live
 from controller.adapters.ports import MetricsSource, StatusConflict
 from controller.adapters.prometheus import PrometheusSource
 from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.engine.wakeup import next_wakeup
 from controller.runtime import metrics, settings
 from controller.runtime.caches import (
+    AutoscalerRecord,
     CachedCluster,
     ReleaseKey,
     ReleaseStore,
@@ -43,6 +45,7 @@ from controller.runtime.caches import (
 from controller.runtime.clients import api_client
 from controller.runtime.gate_checks import GateChecker
 from controller.runtime.measuring import AnalysisInterrupted
+from controller.runtime.phantoms import Sweeper
 from controller.runtime.reconcile import Outcome, needs_answer, reconcile
 from controller.runtime.workqueue import WakeQueue, Workers
 
@@ -57,6 +60,7 @@ EVENT_HEAD_START_S = 10.0  # a change is served before deadline work less than t
 releases = ReleaseStore()
 queue: WakeQueue[ReleaseKey] = WakeQueue()
 _workers: list[Workers[ReleaseKey]] = []
+_sweepers: list[Sweeper] = []
 
 
 @lru_cache(maxsize=1)
@@ -120,7 +124,7 @@ def _picked_up(lateness: float) -> None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     from controller.runtime import settings as knobs
 
     # Only event handlers and indices: kopf keeps no progress or diff-base
@@ -134,7 +138,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     # Only pods of a release's tracks are watched (canary pods, and stable pods
     # a promotion labelled), filtered by the apiserver, not by us.
-    settings.watching.label_selectors["pods"] = f"{RELEASE_LABEL},{TRACK_LABEL}"
+    settings.watching.label_selectors["pods"] = POD_SELECTOR
     ratelimit.PROMETHEUS.configure(knobs.PROMETHEUS_QPS, knobs.PROMETHEUS_BURST)
     ratelimit.KUBERNETES.configure(knobs.KUBE_QPS, knobs.KUBE_BURST)
     workers = Workers(
@@ -149,12 +153,45 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     workers.start()
     _workers.append(workers)
+    listing_client = api_client()
+    sweeper = Sweeper(
+        _cluster(),
+        lambda kind, namespaces: list_live(listing_client, kind, namespaces),
+        memo.get("namespaces") or (),
+        interval_s=knobs.RESYNC_INTERVAL_S,
+        wake=queue.wake,
+        forget=_forget_unseen,
+    )
+    sweeper.start()
+    _sweepers.append(sweeper)
 
 
 @kopf.on.cleanup()
 def stop_workers(**_: Any) -> None:
+    while _sweepers:
+        _sweepers.pop().stop()
     while _workers:
         _workers.pop().stop()
+
+
+def _forget(key: ReleaseKey, uid: str | None) -> None:
+    """A release is gone: its body is dropped, and so are its place in the queue and its series."""
+    queue.forget(key)
+    metrics.forget_release(*key, uid=uid)
+
+
+def _forget_unseen(key: ReleaseKey, uid: str) -> None:
+    """A release deleted while the watch was down (unless recreated since under its name)."""
+    if releases.delete_if(key, uid):
+        _forget(key, uid)
+
+
+def _seen(event: kopf.RawEvent) -> None:
+    """An event of no type is a watch listing, at start or after its watch broke:
+    what it no longer lists may still be indexed, so the sweep comes soon."""
+    if event.get("type") is None:
+        for sweeper in _sweepers:
+            sweeper.soon()
 
 
 _TRACK_PODS = {TRACK_LABEL: kopf.PRESENT, RELEASE_LABEL: kopf.PRESENT}
@@ -179,10 +216,12 @@ def pod_index(
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
 def autoscaler_index(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[ReleaseKey, str]:
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[ReleaseKey, AutoscalerRecord]:
     target = autoscaled_deployment({"spec": dict(spec)})
-    return {(namespace or "", target): name} if target else {}
+    uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+    record = AutoscalerRecord(name, uid, version)
+    return {(namespace or "", target): record} if target else {}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -192,13 +231,13 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
     cluster.deployments = kwargs["deployment_index"]
     cluster.pods = kwargs["pod_index"]
     cluster.autoscalers = kwargs["autoscaler_index"]
+    _seen(event)
     body = dict(cast(dict[str, Any], event["object"]))
     meta = body.get("metadata") or {}
     key = (meta.get("namespace") or "", meta.get("name") or "")
     if event["type"] == "DELETED":
         releases.delete(key)
-        queue.forget(key)
-        metrics.forget_release(*key, uid=meta.get("uid"))
+        _forget(key, meta.get("uid"))
     elif releases.put(body):  # not the echo of our own status write
         # A command or spec change may also go to the reserved worker.
         queue.wake(key, head_start=EVENT_HEAD_START_S, urgent=needs_answer(body))
@@ -206,15 +245,19 @@ async def release_changed(event: kopf.RawEvent, **kwargs: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_changed(
-    namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+    namespace: str | None, name: str, labels: kopf.Labels, event: kopf.RawEvent, **_: Any
 ) -> None:
+    _seen(event)
     for key in releases_for_deployment(releases, namespace or "", name, labels):
         queue.wake(key, head_start=EVENT_HEAD_START_S)
 
 
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
-async def autoscaler_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+async def autoscaler_changed(
+    namespace: str | None, spec: kopf.Spec, event: kopf.RawEvent, **_: Any
+) -> None:
     """An HPA appearing or going changes who sizes stable: its releases decide again."""
+    _seen(event)
     target = autoscaled_deployment({"spec": dict(spec)})
     for key in releases_for_deployment(releases, namespace or "", target, {}) if target else []:
         queue.wake(key, head_start=EVENT_HEAD_START_S)
@@ -229,8 +272,11 @@ def _watching(body: dict[str, Any] | None) -> bool:
 
 
 @kopf.on.event("v1", "pods", labels=_TRACK_PODS)
-async def pod_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+async def pod_changed(
+    namespace: str | None, labels: kopf.Labels, event: kopf.RawEvent, **_: Any
+) -> None:
     """A canary pod always matters; a stable pod only while its promotion is watched."""
+    _seen(event)
     key = (namespace or "", labels[RELEASE_LABEL])
     if labels[TRACK_LABEL] == "canary" or _watching(releases.get(key)):
         queue.wake(key, head_start=EVENT_HEAD_START_S)

@@ -144,6 +144,7 @@ def run(options: RunOptions) -> int:
             standalone=True,
             clusterwide=not options.namespaces,
             namespaces=list(options.namespaces),
+            memo=kopf.Memo(namespaces=tuple(options.namespaces)),
             liveness_endpoint=options.liveness,
             ready_flag=health.kopf_ready,
         )
