@@ -3,7 +3,8 @@
 When a watch cannot resume (410 Gone after an apiserver restart or upgrade),
 kopf lists the kind again, but unlike client-go's reflector it does not drop
 what the new listing lacks. A canary pod that was crash-looping when it was
-deleted in that gap would then roll back every later canary of its image, a
+deleted in that gap would then roll back its release's next canary of that
+image (a `retry`, say), a
 deleted Deployment would look present, and a CanaryRelease deleted unseen
 would keep its metrics series and its alerts firing.
 
