@@ -13,8 +13,11 @@ in a phase where it does nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from controller.adapters.kubernetes import COMMAND_ANNOTATION
 from controller.adapters.releases import Release, ReleaseChanged, ReleaseClient, command_value
@@ -28,7 +31,10 @@ ALLOWED: dict[str, tuple[str, ...] | None] = {
     "abort": ACTIVE_PHASES,
     "pause": ("Progressing", "Paused"),
     "resume": None,
-    "retry": ("RolledBack", "Failed"),
+    # Not Failed: a release is Failed only while its target is missing or its spec
+    # invalid, when the controller decides nothing (the command would wait unanswered),
+    # and it continues by itself once fixed.
+    "retry": ("RolledBack",),
 }
 
 
@@ -65,6 +71,11 @@ def check_command(release: Release, verb: str) -> None:
         hint = {
             "retry": "retry runs a rolled-back tag again",
         }.get(verb, "no release is in progress")
+        if phase == "Failed":
+            hint = (
+                f"the controller acts on nothing until {status.get('reason') or 'the cause'} "
+                "is fixed; then the release continues by itself"
+            )
         raise Refused(f"{verb} does nothing in phase {phase}: {hint}")
     if verb == "retry":
         tag = ((release.get("spec") or {}).get("release") or {}).get("tag")
@@ -133,9 +144,19 @@ def rollback(client: ReleaseClient, namespace: str, name: str, attempts: int = 3
 
 
 def wait_for_acknowledgement(
-    client: ReleaseClient, sent: Sent, timeout: float, interval: float = 0.5
+    client: ReleaseClient,
+    sent: Sent,
+    timeout: float,
+    interval: float = 0.5,
+    warn: Callable[[str], object] | None = None,
 ) -> tuple[Release, str | None]:
-    """Wait until the controller has handled the command; return the release and any refusal."""
+    """Wait until the controller has handled the command; return the release and any refusal.
+
+    The refusal is read from the controller's Events. Reading them needs `list`
+    on events, which a user with only the documented rights on canaryreleases
+    may lack: the command was sent and handled all the same, so that is a
+    caveat (passed to `warn`), not a failure.
+    """
     deadline = time.monotonic() + timeout
     while True:
         release = client.get(sent.namespace, sent.name)
@@ -151,7 +172,18 @@ def wait_for_acknowledgement(
         time.sleep(interval)
     if sent.command is None:
         return release, None
-    for event in reversed(client.events(sent.namespace, sent.name)):
+    try:
+        events = client.events(sent.namespace, sent.name)
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        if warn is not None:
+            warn(
+                "warning: handled, but whether the controller ignored it is in its Events, "
+                "which you may not list (RBAC: list on events)"
+            )
+        return release, None
+    for event in reversed(events):
         if event.reason == "CommandIgnored" and sent.command in (event.message or ""):
             return release, event.message
     return release, None

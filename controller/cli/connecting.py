@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
 
 from controller.runtime.clients import CountingApiClient
 
@@ -52,13 +53,22 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
         return Connection(api, namespace or default)
     context = context or _first_current_context(path)
     configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=path, context=context, client_configuration=configuration, persist_config=False
-    )
+    try:
+        # The client lets a file that is not YAML, not a mapping, or a directory
+        # escape as yaml/TypeError/OSError: that is "no usable kubeconfig" too.
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        contexts, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+    except (yaml.YAMLError, OSError, TypeError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())  # a YAML error spans several lines
+        raise ConfigException(f"cannot read {path}: {reason}") from exc
     api = CountingApiClient(limiter=None, configuration=configuration, retries=RETRIES)
     if namespace:
         return Connection(api, namespace)
-    contexts, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
     ctx = (chosen or {}).get("context") or {}
     return Connection(api, str(ctx.get("namespace") or "default"))

@@ -193,7 +193,9 @@ def _report(args: argparse.Namespace, out: TextIO, client: ReleaseClient, sent: 
     }
     code = 0
     if args.wait:
-        release, refusal = acting.wait_for_acknowledgement(client, sent, args.timeout)
+        release, refusal = acting.wait_for_acknowledgement(
+            client, sent, args.timeout, warn=lambda text: sys.stderr.write(text + "\n")
+        )
         view = views.status_view(release, _now())
         result.update(phase=view["phase"], message=view["message"], refused=refusal)
         if refusal:
@@ -292,8 +294,13 @@ def _api_error(exc: ApiException) -> str:
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
-    hints = {403: " (RBAC: ask for patch/get on canaryreleases.canary.dev)"}
-    return f"{exc.status} {exc.reason}: {message}{hints.get(exc.status or 0, '')}"
+    hint = ""
+    if exc.status == 403:  # name the right resource: Events are read by --events and --wait
+        if 'resource "events"' in str(message):
+            hint = " (RBAC: ask for list on events)"
+        elif "canaryreleases" in str(message):
+            hint = " (RBAC: ask for patch/get/list on canaryreleases.canary.dev)"
+    return f"{exc.status} {exc.reason}: {message}{hint}"
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:

@@ -77,7 +77,9 @@ def _headline(view: View) -> Text:
     if view["reason"]:
         text.append(f" ({view['reason']})")
     if view["paused"]:
-        text.append("  paused by a human", style="yellow")
+        # A freeze holds through the same flag, but no human paused it.
+        held = "frozen after a breach" if view["reason"] == "Frozen" else "paused by a human"
+        text.append(f"  {held}", style="yellow")
     return text
 
 
@@ -185,7 +187,7 @@ def _gates(gates: View) -> list[RenderableType]:
         body = Text(f"{freeze.get('reason')}: {freeze.get('message') or ''}\n", style="bold")
         body.append(
             f"since {freeze.get('since')}; "
-            "promote-full accepts it, abort rolls back, resume goes on"
+            "canaryctl promote --full accepts it, abort rolls back, resume goes on"
         )
         parts.append(
             Panel(body, title="frozen", title_align="left", border_style="yellow", expand=False)

@@ -109,7 +109,9 @@ def step_view(
     started = status.step_started_at or now
     elapsed = (status.paused_at or now) - started
     view["secondsLeft"] = max(0, int((length - elapsed).total_seconds()))
-    if status.paused_at is not None:
+    if status.paused_at is not None and status.reason == "Frozen":
+        view["waitingFor"] = "a human: frozen, canaryctl promote --full, abort or resume"
+    elif status.paused_at is not None:
         view["waitingFor"] = "a human: paused, canaryctl resume"
     return view
 

@@ -27,3 +27,12 @@ def test_a_promotion_cannot_be_paused_but_a_canary_can() -> None:
     check_command(_release(phase="Paused", canaryTag="v2"), "pause")
     with pytest.raises(Refused, match="already paused"):
         check_command(_release(phase="Paused", pausedAt="2026-12-03T10:00:00Z"), "pause")
+
+
+def test_retry_is_refused_while_failed_since_the_controller_never_answers_it() -> None:
+    # Failed = target missing or spec invalid: the reconcile decides nothing, so
+    # `status.lastCommand` never moves and `retry --wait` would time out.
+    for reason in ("TargetNotFound", "InvalidSpec"):
+        with pytest.raises(Refused, match="continues by itself"):
+            check_command(_release(phase="Failed", reason=reason, stableTag="v1"), "retry")
+    check_command(_release(phase="RolledBack", stableTag="v1", canaryTag="v2"), "retry")

@@ -76,3 +76,19 @@ def test_requests_time_out_and_are_retried_once(tmp_path: pathlib.Path) -> None:
     conn = connect(str(_kubeconfig(tmp_path / "a.yaml", "prod", 18081, "shop")), None, None)
     assert conn.api.configuration.retries.total == 1
     assert isinstance(conn.api, CountingApiClient)  # which sets the 30 s request timeout
+
+
+@pytest.mark.parametrize(
+    "content", ["a: [\n", ":::not yaml[\n", None], ids=["yaml-error", "not-a-mapping", "directory"]
+)
+def test_a_malformed_kubeconfig_is_one_clear_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    path = tmp_path / "config"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    assert cli.main(["--kubeconfig", str(path), "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no usable kubeconfig:") and len(err.strip().splitlines()) == 1

@@ -285,3 +285,19 @@ def _render(view: dict[str, Any]) -> str:
     out = io.StringIO()
     rendering.print_to(out, rendering.status_panel(view))
     return out.getvalue()
+
+
+def test_a_frozen_release_is_not_said_to_be_paused_by_a_human_and_names_real_commands() -> None:
+    since = _at(-timedelta(minutes=1))
+    frozen = {
+        **PAUSED,
+        "reason": "Frozen",
+        "pausedAt": since,  # the freeze holds the step through the same flag
+        "gates": {"freeze": {"reason": "MetricBreach", "message": "canary 0.4", "since": since}},
+    }
+    view = status_view(_release(frozen, breachPolicy="freeze"), NOW)
+    assert view["step"]["waitingFor"].startswith("a human: frozen")
+    text = _render(view)
+    assert "paused by a human" not in text
+    assert "promote-full" not in text  # not a canaryctl command: `promote --full` is
+    assert "promote --full" in text
