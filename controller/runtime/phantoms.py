@@ -61,6 +61,7 @@ class Sweeper:
         known = self._cluster.gone
         gone: set[str] = set()
         touched: set[str] = set()  # namespaces with something newly found gone
+        fresh = 0
         for kind in KINDS:
             listing = self._lister(kind, self._namespaces)
             for held in self._cluster.indexed(kind):
@@ -72,11 +73,12 @@ class Sweeper:
                     gone.add(held.uid)
                 if held.uid not in known:
                     touched.add(held.key[0])
+                    fresh += 1
         self._cluster.gone = frozenset(gone)  # what is no longer held needs no skipping
         if touched:
             log.warning(
                 "the watches missed deletions; what they still hold is set aside",
-                objects=len(gone - known),
+                objects=fresh,
                 namespaces=sorted(touched),
             )
             held_releases = self._cluster.releases.keys()
