@@ -68,6 +68,12 @@ API_ERRORS = Counter(
     "Failed Kubernetes API requests (each attempt; 404 is an answer, not an error)",
     ["method", "resource", "code"],
 )
+MISSED_DELETIONS = Counter(
+    "canary_watch_missed_deletions_total",
+    "Objects deleted while a watch was down, found still indexed and set aside "
+    "(runtime/phantoms.py)",
+    ["kind"],
+)
 PROVIDER_ERRORS = Counter(
     "canary_provider_errors_total",
     "Metric provider failures: unreachable (no answer) or rejected (a bad query)",

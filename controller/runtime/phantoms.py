@@ -25,6 +25,7 @@ import structlog
 
 from controller.adapters.kubernetes_listing import KINDS, Kind, Listing
 from controller.runtime.caches import CachedCluster, ReleaseKey
+from controller.runtime.metrics import MISSED_DELETIONS
 
 log = structlog.get_logger("controller.phantoms")
 #: After a watch is seen listing, wait this long before checking: long enough
@@ -74,6 +75,7 @@ class Sweeper:
                 if held.uid not in known:
                     touched.add(held.key[0])
                     fresh += 1
+                    MISSED_DELETIONS.labels(kind).inc()
         self._cluster.gone = frozenset(gone)  # what is no longer held needs no skipping
         if touched:
             log.warning(

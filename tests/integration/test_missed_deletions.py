@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client import REGISTRY
 
 from controller.adapters import kubernetes_listing
 from controller.adapters.kubernetes import pod_record
@@ -145,6 +146,7 @@ def test_what_a_watch_missed_the_deletion_of_is_set_aside_and_its_releases_decid
         wake=woken.append,
         forget=forget,
     )
+    missed = {kind: _missed(kind) for kind in kubernetes_listing.KINDS}
     gone = sweeper.sweep()
 
     assert gone == {stable.metadata.uid, pod.metadata.uid, hpa.metadata.uid}
@@ -155,9 +157,16 @@ def test_what_a_watch_missed_the_deletion_of_is_set_aside_and_its_releases_decid
     assert forgotten == [((namespace, "retired"), deleted["metadata"]["uid"])]
     assert store.keys() == [(namespace, "payments")]
     assert woken == [(namespace, "payments")]
+    assert {kind: _missed(kind) - missed[kind] for kind in missed} == dict.fromkeys(missed, 1)
     assert kept["metadata"]["uid"] == store.get((namespace, "payments"))["metadata"]["uid"]
 
     # The indices keep them (kopf never drops them): found again, but news to no one.
     woken.clear()
     assert sweeper.sweep() == gone
     assert woken == []
+    assert {kind: _missed(kind) - missed[kind] for kind in missed} == dict.fromkeys(missed, 1)
+
+
+def _missed(kind: str) -> float:
+    value = REGISTRY.get_sample_value("canary_watch_missed_deletions_total", {"kind": kind})
+    return value or 0.0
