@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from controller.adapters.kubernetes import COMMAND_ANNOTATION
 from controller.adapters.releases import Release, ReleaseChanged, ReleaseClient, command_value
+from controller.api.status import CanaryReleaseStatus
 from controller.engine.context import ACTIVE_PHASES
 from controller.engine.quick_rollback import QUICK_ROLLBACK, QUICK_ROLLBACK_RUNS
+from controller.engine.stalls import stable_rolling_back
 
 # verb -> the phases in which the engine acts on it (None: the paused flag decides)
 ALLOWED: dict[str, tuple[str, ...] | None] = {
@@ -81,6 +84,20 @@ def check_command(release: Release, verb: str) -> None:
         tag = ((release.get("spec") or {}).get("release") or {}).get("tag")
         if not tag or tag == status.get("stableTag"):
             raise Refused(f"nothing to retry: {tag or 'no tag'} is what stable runs")
+        if _stable_rolling_back(status):
+            raise Refused(
+                f"stable is still rolling back to {status.get('stableTag')}; retry once it "
+                "runs there, so the canary is judged against the build stable runs"
+            )
+
+
+def _stable_rolling_back(status: dict[str, Any]) -> bool:
+    """The engine's own rule, on the raw status (one a human edited into shape it cannot
+    read is left to the engine, which says `CommandIgnored` if need be)."""
+    try:
+        return stable_rolling_back(CanaryReleaseStatus.model_validate(status))
+    except ValidationError:
+        return False
 
 
 def send(client: ReleaseClient, namespace: str, name: str, verb: str) -> Sent:

@@ -276,9 +276,16 @@ def _handle_command(d: Decision) -> None:
         d.event("Paused", f"paused by a human ({command})")
     elif verb == "resume" and status.paused_at is not None:
         if status.step_started_at is not None:
-            status.step_started_at += d.now - status.paused_at
+            status.step_started_at += max(d.now - status.paused_at, timedelta(0))
         status.paused_at = None
         d.event("Resumed", f"resumed by a human ({command})")
+    elif verb == "retry" and phase in ("RolledBack", "Failed") and stable_rolling_back(status):
+        d.event(
+            "CommandIgnored",
+            f"{command!r}: stable is still rolling back to {status.stable_tag}; retry once "
+            "it runs there, so the canary is judged against the build stable runs",
+            warning=True,
+        )
     elif verb == "retry" and phase in ("RolledBack", "Failed") and _retryable(d):
         _start_release(d, d.spec.release.tag or "")
     elif verb == "rollback":
@@ -340,6 +347,7 @@ def _handle_tag(d: Decision) -> None:
     if stable_rolling_back(status):
         return  # the next canary runs beside, and is judged against, the build stable ran
     if d.target.image == d.spec.release.image_for(tag) and d.observed.canary is None:
+        end_watch(status)  # what runs is no longer what that watch judges
         status.stable_tag, status.stable_image = tag, d.target.image
         return
     _start_release(d, tag)
@@ -378,6 +386,9 @@ def _run_canary(d: Decision) -> None:
     if d.spec.analysis is None:
         status.next_analysis_at = None  # removed mid-canary: nothing to wake for
     index = min(status.current_step_index, len(steps) - 1)
+    status.current_step_index = index  # the steps may have been shortened meanwhile
+    if _stable_changed_by_hand(d):
+        return
     weight = weight_at(steps, index)
     goal = canary_goal(d, weight)
     if _breached_health(d, goal) or _breached_analysis(d) or _breached_audit_log(d):
@@ -424,7 +435,7 @@ def _start_promotion(d: Decision, *, forced: bool) -> None:
             return
     if not forced and promotion_held(d):
         return  # the promote window is closed; rollbacks are never held
-    status.phase, status.reason = "Promoting", None
+    status.phase, status.reason, status.paused_at = "Promoting", None, None
     start_stable_rollout(d)
     how = "by a human, skipping analysis" if forced else "analysis passed"
     if choice == "promote":
@@ -528,6 +539,31 @@ def _on_breach(d: Decision, reason: str, message: str) -> bool:
     if d.spec.breach_policy == "freeze":
         return freeze(d, reason, message)
     _roll_back(d, reason, message)
+    return True
+
+
+def _stable_changed_by_hand(d: Decision) -> bool:
+    """Someone set the Deployment's image during the canary (a hotfix, say).
+
+    The canary would be judged against a build no release chose, and a rollback
+    would silently undo the change. So the canary ends (`Superseded`, reason
+    `TargetImageChanged`) and what the human set becomes stable: the rollback
+    that follows removes the canary and leaves that image in place.
+    """
+    status, image = d.status, d.target.image
+    canary = d.spec.release.image_for(status.canary_tag or "")
+    if status.stable_image is None or image in (status.stable_image, canary):
+        return False
+    was = status.stable_tag or status.stable_image
+    status.stable_image, status.stable_tag = image, tag_of(d.spec.release.image, image)
+    _roll_back(
+        d,
+        "TargetImageChanged",
+        f"{d.target.name}'s image was set to {image} outside the release, during the canary "
+        f"of {status.canary_tag} against {was}: the canary ended and stable keeps {image}; "
+        f"`canaryctl retry` judges {status.canary_tag} against it",
+        outcome="Superseded",
+    )
     return True
 
 

@@ -31,7 +31,7 @@ def summarize(d: Decision) -> str | None:
     if phase == "Promoting":
         return f"promoting {status.canary_tag} to all {d.total_replicas} replicas"
     steps = d.spec.steps
-    index = status.current_step_index or 0
+    index = min(status.current_step_index or 0, len(steps) - 1)  # steps may have been shortened
     parts = [
         f"step {index + 1}/{len(steps)} ({describe_step(steps[index])})",
         f"canary {status.canary_tag} at {status.canary_weight}%{_pod_share(d)}",
