@@ -317,12 +317,14 @@ def _retryable(d: Decision) -> bool:
 
 def _handle_tag(d: Decision) -> None:
     tag, status = d.spec.release.tag, d.status
+    if tag is None and d.active and status.reason != QUICK_ROLLBACK:
+        tag = status.stable_tag  # no release asked for any more: as if set back to stable's
     if tag is None:
         return
     if d.active:
         if tag == status.canary_tag:
             return
-        reason = f"superseded by tag {tag}"
+        reason = f"superseded by tag {tag}" if d.spec.release.tag else "the tag was removed"
         if status.reason == QUICK_ROLLBACK:
             # The previous tag is what runs from here on, whatever comes next:
             # rolling back the new tag must not bring back the one undone.

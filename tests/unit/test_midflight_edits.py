@@ -165,3 +165,19 @@ def test_an_image_of_another_form_is_kept_without_a_tag() -> None:
     _run(world, timedelta(minutes=5, seconds=30), timedelta(minutes=2))
     assert world.status.stable_image == world.stable.image
     assert world.status.stable_tag is None
+
+
+def test_removing_the_tag_mid_canary_is_setting_it_back_to_stable() -> None:
+    world = World(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
+    _run(world, timedelta(0), timedelta(minutes=5))
+    assert world.status.phase == "Paused"
+    world.spec = world.spec.model_copy(
+        update={"release": world.spec.release.model_copy(update={"tag": None})}
+    )
+    _run(world, timedelta(minutes=5, seconds=30), timedelta(minutes=3))
+    status = world.status
+    assert (status.phase, status.reason) == ("RolledBack", "Superseded")
+    assert status.message == "the tag was removed"
+    assert world.canary is None and world.stable.image == V1
+    _run(world, timedelta(minutes=9), timedelta(hours=2))  # and nothing more happens
+    assert world.status.phase == "RolledBack" and world.status.history[-1].outcome == "Superseded"
