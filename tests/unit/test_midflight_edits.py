@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from controller.api.spec import CanaryReleaseSpec
 from controller.engine.actions import RecordEvent
 from tests.unit.auditworld import AuditWorld, spec_with
+from tests.unit.test_post_promotion import WATCH
 from tests.unit.world import World, healthy, make_spec
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -32,7 +33,8 @@ def _events(world: World, since: int) -> list[str]:
     ]
 
 
-# Steps shortened below the current step: every reconcile raises IndexError.
+# Steps shortened below the current step: the release goes on from the last one (every
+# decision used to raise IndexError there).
 def test_shortening_the_steps_below_the_current_step_does_not_crash_decide() -> None:
     long = [
         {"setWeight": 10},
@@ -49,8 +51,8 @@ def test_shortening_the_steps_below_the_current_step_does_not_crash_decide() -> 
     assert world.status.phase in ("Paused", "Progressing", "Promoting")
 
 
-# `retry` while stable still rolls back to its image starts the canary beside the
-#    half-promoted build (a new tag waits for that rollback: stable_rolling_back).
+# `retry` while stable still rolls back to its image waits, as a new tag does: the canary
+# must not run beside, and be judged against, the half-promoted build.
 def test_retry_waits_until_stable_runs_its_own_image_again() -> None:
     world = World(
         spec=make_spec(steps=STEPS), metric=healthy, start=T0, ready_delay=timedelta(minutes=2)
@@ -70,7 +72,7 @@ def test_retry_waits_until_stable_runs_its_own_image_again() -> None:
 
 
 # A resume decided with a clock behind the pause's start (leader failover with skew)
-#    moves stepStartedAt back, and the pause ends early by the skew.
+# must not move stepStartedAt back, which would end the pause early by the skew.
 def test_resume_with_a_clock_behind_the_pause_never_shortens_the_step() -> None:
     world = World(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
     _run(world, timedelta(0), timedelta(minutes=5))
@@ -83,8 +85,8 @@ def test_resume_with_a_clock_behind_the_pause_never_shortens_the_step() -> None:
     assert world.status.step_started_at >= started
 
 
-# `promote-full` while paused leaves pausedAt set through the promotion and after it:
-#    `canaryctl status` says paused in Succeeded, and `resume` is acted on there.
+# `promote-full` ends a pause: left set, `canaryctl status` said paused in Succeeded,
+# and `resume` was acted on there.
 def test_promote_full_ends_a_human_pause() -> None:
     world = World(spec=make_spec(steps=STEPS), metric=healthy, start=T0)
     _run(world, timedelta(0), timedelta(minutes=5))
@@ -100,19 +102,8 @@ def test_promote_full_ends_a_human_pause() -> None:
     assert "Resumed" not in _events(world, mark)
 
 
-# A tag adopted during the watch after promotion (image and tag set together) keeps
-#    the previous promotion's watch: a breach then puts back v1, two releases back.
-WATCH = {
-    "duration": "1h",
-    "interval": "1m",
-    "metrics": [
-        {
-            "name": "error-rate",
-            "query": 'sum(rate(errors{track="{{track}}"}[{{window}}]))',
-            "threshold": {"max": 0.05},
-        }
-    ],
-}
+# A tag adopted during the watch after promotion (image and tag set together) ends that
+# watch: kept, a breach put back v1, two releases back.
 
 
 def test_a_tag_adopted_during_the_watch_is_not_judged_by_the_previous_watch() -> None:
@@ -135,8 +126,6 @@ def test_a_tag_adopted_during_the_watch_is_not_judged_by_the_previous_watch() ->
     assert world.stable.image != V1, (world.status.reason, world.status.message)
 
 
-# The target's image edited by a human mid-canary is neither noticed nor reported: the
-#    canary is judged against it while status says stable runs v1, and a rollback silently
 # A hotfix set on the Deployment by hand during the canary: the canary is not judged
 # against it, and the rollback that ends the canary does not silently undo it.
 def test_an_image_set_by_hand_mid_canary_ends_the_canary_and_stays() -> None:
