@@ -4,9 +4,9 @@ When a watch cannot resume (410 Gone after an apiserver restart or upgrade),
 kopf lists the kind again, but unlike client-go's reflector it does not drop
 what the new listing lacks. A canary pod that was crash-looping when it was
 deleted in that gap would then roll back its release's next canary of that
-image (a `retry`, say), a
-deleted Deployment would look present, and a CanaryRelease deleted unseen
-would keep its metrics series and its alerts firing.
+image (a `retry`, say), a deleted Deployment would look present, and a
+CanaryRelease deleted unseen would keep its metrics series and its alerts
+firing.
 
 So every `CANARY_RESYNC_INTERVAL`, and a few seconds after a watch is seen
 listing again, each watched kind is listed (metadata only) and what the
