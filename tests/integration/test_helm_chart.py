@@ -405,6 +405,60 @@ def test_the_prometheus_rule_is_the_rule_file_and_optional() -> None:
     docs = render("metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.team=sre")
     (rule,) = by_kind(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["team"] == "sre"
-    assert rule["spec"] == yaml.safe_load(ALERTS.read_text())
+    leader = "sum(canary_controller_leader)"
+    scoped = 'sum(canary_controller_leader{namespace="canary-system"})'
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text().replace(leader, scoped))
     summaries = [r["annotations"]["summary"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert any("{{ $labels.release }}" in summary for summary in summaries)
+
+
+def test_no_leader_is_judged_per_install() -> None:
+    """Two installs (say one per team, namespaced): one's leader must not hide the other's none."""
+    docs = render("metrics.prometheusRule.enabled=true", namespace="team-b-system")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    (expr,) = [
+        r["expr"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "CanaryControllerNotLeading"
+    ]
+    assert 'canary_controller_leader{namespace="team-b-system"}' in expr
+
+
+def test_without_leader_election_the_old_pod_stops_before_the_new_one_starts() -> None:
+    """No Lease: a surge pod would reconcile next to the old one during every upgrade."""
+    (single,) = by_kind(render("leaderElection.enabled=false", "replicaCount=1"), "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    (elected,) = by_kind(render(), "Deployment")
+    assert elected["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def _notes(tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as `helm install` prints it (helm template does not render it)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-src.txt")
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ tpl (.Files.Get "notes-src.txt") . | quote }}}\n'
+    )
+    flags = [f for s in sets for f in ("--set", s)]
+    out = helm(
+        "template",
+        "cc",
+        str(chart),
+        "-n",
+        "canary-system",
+        "--kube-version",
+        KUBE_VERSION,
+        "--show-only",
+        "templates/notes.yaml",
+        *flags,
+    )
+    return str(yaml.safe_load(out.stdout)["data"]["notes"])
+
+
+def test_the_notes_name_a_lease_only_when_there_is_one(tmp_path: Path) -> None:
+    assert "get lease cc-canary-controller" in _notes(tmp_path / "a")
+    single = _notes(tmp_path / "b", "leaderElection.enabled=false", "replicaCount=1")
+    assert "get lease" not in single
