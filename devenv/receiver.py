@@ -3,8 +3,10 @@
 Slack cannot run here, so this is the one test double for notifications. It
 records every request and answers according to its mode: `ok`, `fail` (500),
 `fail-then-ok` (500 for the first `failures` requests), `reject-first` (400
-for the first request), or `hang` (never answers until released, like a
-receiver stuck behind a dead load balancer).
+for the first request), `reject` (404 always, a revoked hook), `hang` (never
+answers until released, like a receiver stuck behind a dead load balancer) or
+`trickle` (answers 200 at once, then its body a byte every 0.2 s: a read
+timeout per `recv()` never fires).
 """
 
 from __future__ import annotations
@@ -43,14 +45,31 @@ class Receiver:
                 if receiver.mode == "hang":
                     receiver.release.wait(120)
                     return
+                if receiver.mode == "trickle":
+                    self._trickle()
+                    return
                 failing = receiver.mode == "fail" or (
                     receiver.mode == "fail-then-ok" and count <= receiver.failures
                 )
                 rejecting = receiver.mode == "reject-first" and count == 1
-                self.send_response(500 if failing else 400 if rejecting else 200)
+                status = 404 if receiver.mode == "reject" else 400 if rejecting else 200
+                self.send_response(500 if failing else status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _trickle(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                for _ in range(100):
+                    if receiver.release.wait(0.2):
+                        return
+                    try:
+                        self.wfile.write(b"o")
+                        self.wfile.flush()
+                    except OSError:
+                        return
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

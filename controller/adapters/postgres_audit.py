@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from controller.adapters.ports import AuditLogRejected, AuditLogUnreachable
 from controller.adapters.postgres_sessions import connect, read_only_transaction
@@ -44,6 +45,11 @@ class PostgresAuditLog:
         config = self._config
         timeout_ms = max(1, int(config.statement_timeout_length().total_seconds() * 1000))
         connect_s = max(1, round(config.connect_timeout_length().total_seconds()))
+        try:
+            conninfo_to_dict(self._dsn)
+        except psycopg.ProgrammingError as exc:
+            # libpq's parse errors quote the connection string, password and all.
+            raise AuditLogRejected("the connection string is not valid libpq syntax") from exc
         try:
             with (
                 connect(

@@ -18,6 +18,8 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from pglast import parse_sql
+from pglast.parser import ParseError
 from psycopg.conninfo import conninfo_to_dict
 
 from controller.adapters.gate_ports import DatabaseUnreachable, QueryFailed
@@ -86,6 +88,15 @@ class PostgresGates:
             raise QueryFailed(self._clean(exc)) from exc
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if not params:
+            # Without parameters psycopg uses the simple query protocol, which runs every
+            # statement in the text: "COMMIT; DROP ..." would end READ ONLY and write.
+            try:
+                statements = parse_sql(sql)
+            except ParseError as exc:
+                raise QueryFailed(f"the query does not parse: {exc.args[0]}") from exc
+            if len(statements) != 1:
+                raise QueryFailed(f"the query must be one statement, not {len(statements)}")
         with self._transaction() as conn:
             cursor = conn.execute(sql.encode(), list(params) or None)
             return list(cursor.fetchmany(MAX_ROWS)) if cursor.description else []

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pglast import ast, enums, parse_sql
+from pglast import ast, enums, parse_plpgsql, parse_sql
 from pglast.parser import ParseError
 
 from controller.gates.checks import MIGRATION_LINT, GateCheck, failed, passed
@@ -93,6 +93,25 @@ def _relation(node: Any) -> str:
     return ".".join(p for p in (node.schemaname, node.relname) if p)
 
 
+def _key(name: str) -> str:
+    """Unqualified names are taken to be in public (the default search_path)."""
+    return name if "." in name else f"public.{name}"
+
+
+def _plpgsql_queries(node: Any) -> Iterable[str]:
+    """Every SQL statement embedded in a parsed PL/pgSQL body (static SQL only)."""
+    if isinstance(node, dict):
+        if "sqlstmt" in node:
+            query = (node["sqlstmt"].get("PLpgSQL_expr") or {}).get("query")
+            if query:
+                yield query
+        for value in node.values():
+            yield from _plpgsql_queries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _plpgsql_queries(value)
+
+
 def _names(obj: Any) -> str:
     """A DROP target: a list of String nodes (schema, name) or a bare String."""
     items = obj if isinstance(obj, tuple | list) else (obj,)
@@ -102,7 +121,14 @@ def _names(obj: Any) -> str:
     return "?"
 
 
+_SERIAL = {"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"}
+
+
 def _has_default(column: ast.ColumnDef) -> bool:
+    type_name = column.typeName.names or () if column.typeName else ()
+    names = [getattr(n, "sval", "") for n in type_name]
+    if len(names) == 1 and names[0] in _SERIAL:
+        return True  # nextval() of its own sequence
     return column.raw_default is not None or any(
         c.contype in (_CONSTR.CONSTR_DEFAULT, _CONSTR.CONSTR_IDENTITY, _CONSTR.CONSTR_GENERATED)
         for c in column.constraints or ()
@@ -128,8 +154,7 @@ class _Linter:
         self.findings.append(Finding(self._file, self._line, severity, problem, self._text))
 
     def _is_new(self, relation: Any) -> bool:
-        name = _relation(relation)
-        return name in self.created or name.rsplit(".", 1)[-1] in self.created
+        return _key(_relation(relation)) in self.created
 
     def lint_file(self, migration: MigrationFile) -> None:
         self._file = migration.name
@@ -153,9 +178,13 @@ class _Linter:
             case ast.CreateStmt():
                 # IF NOT EXISTS may meet a live table: later changes to it still count.
                 if not stmt.if_not_exists:
-                    self.created.add(_relation(stmt.relation))
+                    self.created.add(_key(_relation(stmt.relation)))
+            case ast.DoStmt():
+                self._do(stmt)
             case ast.DropStmt():
                 self._drop(stmt)
+            case ast.RenameStmt() if stmt.relation is not None and self._is_new(stmt.relation):
+                pass
             case ast.RenameStmt():
                 what = _RENAMES.get(stmt.renameType) if stmt.renameType is not None else None
                 what = what or "renames an object"
@@ -172,7 +201,10 @@ class _Linter:
                         "blocks writes for the whole build",
                     )
             case ast.TruncateStmt():
-                tables = ", ".join(_relation(r) for r in stmt.relations or ())
+                live = [r for r in stmt.relations or () if not self._is_new(r)]
+                if not live:
+                    return
+                tables = ", ".join(_relation(r) for r in live)
                 self._add("breaking", f"TRUNCATE {tables} removes rows the running version reads")
             case ast.ReindexStmt():
                 if not any(getattr(o, "defname", "") == "concurrently" for o in stmt.params or ()):
@@ -187,13 +219,36 @@ class _Linter:
                 tables = ", ".join(_relation(r) for r in stmt.relations or ())
                 self._add("locking", f"LOCK TABLE {tables}")
 
+    def _do(self, stmt: ast.DoStmt) -> None:
+        """A DO block's static statements are linted like the file's own."""
+        body = next((a.arg.sval for a in stmt.args or () if a.defname == "as"), None)
+        language = next((a.arg.sval for a in stmt.args or () if a.defname == "language"), None)
+        if body is None or (language or "plpgsql").lower() != "plpgsql":
+            return
+        quote = "$canary_lint$"
+        try:
+            parsed = parse_plpgsql(
+                f"CREATE FUNCTION pg_temp.canary_lint() RETURNS void LANGUAGE plpgsql "
+                f"AS {quote}{body}{quote}"
+            )
+        except ParseError as exc:
+            self._add("error", f"DO block does not parse: {exc.args[0]}")
+            return
+        for query in _plpgsql_queries(parsed):
+            try:
+                inner = parse_sql(query)
+            except ParseError:
+                continue
+            for raw in inner:
+                self._statement(raw.stmt)
+
     def _drop(self, stmt: ast.DropStmt) -> None:
         kind = _DROPPED_OBJECTS.get(stmt.removeType) if stmt.removeType is not None else None
         if kind is None:
             return
         names = [_names(o) for o in stmt.objects or ()]
         if stmt.removeType == _OBJ.OBJECT_TABLE:
-            names = [n for n in names if n not in self.created]
+            names = [n for n in names if _key(n) not in self.created]
             if not names:
                 return
         self._add("breaking", f"{kind} {', '.join(names)}: the running version still uses it")

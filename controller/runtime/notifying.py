@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -97,6 +98,10 @@ class Countdown:
 
 class _Retryable(Exception):
     """A 429 or 5xx: the receiver may accept it on another try."""
+
+
+class _Refused(Exception):
+    """Any other 4xx; its text must not carry the URL, which is a secret."""
 
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, _Retryable)
@@ -292,11 +297,11 @@ class Dispatcher:
         except _TRANSIENT as exc:
             self._down_until[sink.label] = self._clock() + self._policy.cooldown_s
             SENT.labels(sink.type, "failed").inc()
-            log.warning("notification failed", error=_short(exc), **context)
+            log.warning("notification failed", error=_short(exc, url), **context)
             return self._defer(delivery, context)
         except Exception as exc:  # another 4xx: the URL or this payload is wrong, for good
             SENT.labels(sink.type, "failed").inc()
-            log.warning("notification refused", error=_short(exc), **context)
+            log.warning("notification refused", error=_short(exc, url), **context)
             return True
         self._down_until.pop(sink.label, None)
         SENT.labels(sink.type, "sent").inc()
@@ -332,12 +337,16 @@ class Dispatcher:
             reraise=True,
         ):
             with attempt:
+                # stream: only the status is wanted, so a receiver cannot hold the worker
+                # by trickling a body (requests' read timeout is per recv, not in total).
                 response = self._session.post(
-                    url, json=body, headers=headers, timeout=(3.0, policy.timeout_s)
+                    url, json=body, headers=headers, timeout=(3.0, policy.timeout_s), stream=True
                 )
+                response.close()
                 if response.status_code == 429 or response.status_code >= 500:
                     raise _Retryable(f"HTTP {response.status_code}")
-                response.raise_for_status()  # any other 4xx: the URL or payload is wrong
+                if response.status_code >= 400:  # any other 4xx: the URL or payload is wrong
+                    raise _Refused(f"HTTP {response.status_code} {response.reason}")
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued so far was handled or set aside for a destination's
@@ -361,8 +370,13 @@ class Dispatcher:
             thread.join(timeout=1)
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, url: str | None = None) -> str:
     text = str(exc)
+    if url:  # the URL is a credential (a Slack hook's path is its token): name the host only
+        parts = urlsplit(url)
+        for secret in (url, parts.path, parts.query):
+            if secret and secret != "/":
+                text = text.replace(secret, "/<redacted>")
     return text if len(text) <= 200 else text[:200] + "..."
 
 

@@ -21,8 +21,11 @@ the leader then acts on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -213,7 +216,9 @@ class TagRouter:
                 reason=verdict.reason,
             )
         codes = [r["status"] for r in results]
-        status = 200 if 200 in codes else max(codes)
+        # A release that must be delivered again (5xx) decides: the host redelivers,
+        # the id is not remembered, and those already updated answer "unchanged".
+        status = max(codes) if max(codes) >= 500 else (200 if 200 in codes else max(codes))
         updated = [r for r in results if r["outcome"] == "updated"]
         summary = "updated" if updated else ("unchanged" if status == 200 else "refused")
         reason = "; ".join(f"{r['namespace']}/{r['name']}: {r['reason']}" for r in results)
@@ -259,6 +264,23 @@ def _handler_class(webhook: TagWebhook, max_body: int) -> type[BaseHTTPRequestHa
     class Handler(BaseHTTPRequestHandler):
         server_version = "canary-controller-webhook"
         timeout = 10  # a client that stalls mid-request loses its thread after this
+        # ...and one that trickles (a byte every few seconds) after this many timeouts:
+        # the socket timeout above is per recv(), so it alone never ends a slow request.
+        deadline_timeouts = 3
+
+        def setup(self) -> None:
+            super().setup()
+            self._watchdog = threading.Timer(self.timeout * self.deadline_timeouts, self._cut)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+        def finish(self) -> None:
+            self._watchdog.cancel()
+            super().finish()
+
+        def _cut(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
         def _answer(self, answer: Answer, provider: str = "unknown") -> None:
             DELIVERIES.labels(provider, str(answer.status)).inc()
@@ -302,11 +324,18 @@ def _handler_class(webhook: TagWebhook, max_body: int) -> type[BaseHTTPRequestHa
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection cut (a client gone, or too slow) is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        log.info("webhook connection ended early", client=client_address[0], error=str(error))
+
+
 class WebhookServer:
     """The HTTP endpoint in a daemon thread; `stop()` closes it."""
 
     def __init__(self, webhook: TagWebhook, address: str, port: int, max_body: int) -> None:
-        self._http = ThreadingHTTPServer((address, port), _handler_class(webhook, max_body))
+        self._http = _Server((address, port), _handler_class(webhook, max_body))
         self._http.daemon_threads = True
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="tag-webhook", daemon=True

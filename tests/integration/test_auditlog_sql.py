@@ -270,3 +270,19 @@ def test_a_database_that_is_down_is_unreachable_not_an_error() -> None:
     dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(AuditLogUnreachable, match=r"refused|failed"):
         _source(dsn, _config(connectTimeout="2s")).fetch(_plan(WINDOW))
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://app:hunter2pw@[::1/audit",
+        "host=db user=app password=hunter2pw dbname=audit sslmode",
+        "host=db user=app password=pw hunter2pw dbname=audit",
+    ],
+)
+def test_a_connection_string_libpq_cannot_read_is_refused_without_its_password(dsn: str) -> None:
+    """libpq's own message quotes the string, password and all; status and logs must not."""
+    plan = AuditPlan(WINDOW[0], WINDOW[1], by_track=True, baseline_days=7)
+    with pytest.raises(AuditLogRejected, match="not valid libpq syntax") as refused:
+        _source(dsn, _config()).fetch(plan)
+    assert "hunter2pw" not in str(refused.value)

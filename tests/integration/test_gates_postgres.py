@@ -126,6 +126,25 @@ def test_every_gate_query_runs_read_only_with_a_statement_timeout(database: str)
         gates.rows(history_query("flyway").sql)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [  # a custom history query or a backup query, from the CanaryRelease
+        "COMMIT; DROP TABLE victims; SELECT '1.0'",
+        "SELECT '1'; COMMIT; DELETE FROM victims",
+    ],
+)
+def test_a_gate_query_of_several_statements_is_refused_and_writes_nothing(
+    database: str, query: str
+) -> None:
+    """Without parameters psycopg runs every statement in the text: a COMMIT would end the
+    READ ONLY transaction and the statement timeout with it."""
+    _execute(database, "CREATE TABLE victims (id int); INSERT INTO victims VALUES (1);")
+    with pytest.raises(QueryFailed, match="one statement"):
+        PostgresGates(database).rows(query)
+    with psycopg.connect(database, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM victims").fetchone() == (1,)
+
+
 def test_migration_history_presets_read_the_real_tables(database: str) -> None:
     _execute(
         database,

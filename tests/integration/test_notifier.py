@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes import client
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from controller.adapters.secrets import SecretReader
 from controller.api.spec import CanaryReleaseSpec
@@ -247,3 +248,29 @@ def test_a_notice_is_reported_handled_only_after_every_receiver_was_tried() -> N
         assert len(hook.requests) == 3 and len(slack.requests) == 1  # after the retries
         dispatcher.stop()
     assert {r.body["id"] for r in hook.requests} == {"uid-1/abc"}  # the id the outbox gave
+
+
+def test_a_receiver_url_never_reaches_the_log() -> None:
+    """The URL is the credential (a Slack hook's path is its token): logs name the notifier."""
+    token = "T000/B000/XXXXSECRETTOKEN"
+    policy = replace(FAST, attempts=1)
+    with Receiver(mode="reject") as revoked, capture_logs() as logs:
+        for url in (f"{revoked.url}/services/{token}", f"http://127.0.0.1:1/services/{token}"):
+            dispatcher = Dispatcher(None, sinks=[Sink("slack", "ops", url=url)], policy=policy)
+            dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK)
+            assert dispatcher.drain(30)
+            dispatcher.stop()
+    said = [entry for entry in logs if entry["event"].startswith("notification")]
+    assert {"notification refused", "notification failed"} <= {entry["event"] for entry in said}
+    assert not any(token in str(entry) for entry in said), said
+
+
+def test_a_receiver_trickling_its_answer_holds_the_notifier_no_longer_than_its_timeout() -> None:
+    with Receiver(mode="trickle") as slow:
+        policy = replace(FAST, timeout_s=0.5, attempts=1)
+        dispatcher = Dispatcher(None, sinks=[Sink("webhook", "hook", url=slow.url)], policy=policy)
+        sent = _counter("sent")
+        dispatcher.publish(RELEASE, None, STATUS, ROLLED_BACK)
+        assert dispatcher.drain(5)  # the whole answer would take 20 s
+        assert sent() == 1  # only the status matters, and it was 200
+        dispatcher.stop()

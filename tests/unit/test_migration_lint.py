@@ -174,3 +174,40 @@ def test_cli_json_and_usage_errors(tmp_path: Path) -> None:
     assert row["severity"] == "locking" and row["blocks"] and row["line"] == 1
     assert main([str(tmp_path / "missing.sql")], out=io.StringIO()) == 2
     assert main([], out=io.StringIO()) == 2
+
+
+def _problems(sql: str) -> list[str]:
+    return [f"{f.severity}: {f.problem}" for f in lint_migrations([MigrationFile("m.sql", sql)])]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DO $$ BEGIN ALTER TABLE users DROP COLUMN email; END $$;",
+        "DO $$ BEGIN IF true THEN ALTER TABLE users ALTER COLUMN email SET NOT NULL; "
+        "END IF; END $$;",
+    ],
+)
+def test_a_breaking_statement_inside_a_do_block_is_found(sql: str) -> None:
+    assert any(p.startswith("breaking") for p in _problems(sql))
+
+
+def test_a_new_table_does_not_hide_a_live_one_of_the_same_name_in_another_schema() -> None:
+    sql = "CREATE TABLE events (id int);\nALTER TABLE archive.events DROP COLUMN payload;"
+    assert any("drops column" in p for p in _problems(sql))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE fresh (a int);\nALTER TABLE fresh RENAME COLUMN a TO b;",
+        "CREATE TABLE fresh (a int);\nTRUNCATE fresh;",
+    ],
+)
+def test_nothing_is_reported_about_a_table_created_in_the_same_files(sql: str) -> None:
+    assert _problems(sql) == []
+
+
+def test_a_serial_column_has_a_default() -> None:
+    problems = _problems("ALTER TABLE users ADD COLUMN seq bigserial NOT NULL;")
+    assert not any("without a default" in p for p in problems)

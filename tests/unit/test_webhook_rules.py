@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from controller.adapters.releases import ReleaseChanged, ReleaseNotFound
-from controller.runtime.tag_events import TagEvent
-from controller.runtime.webhook import Deliveries, TagRouter, judge_tag, repositories_of
+from controller.runtime.tag_events import TagEvent, github_signature
+from controller.runtime.webhook import (
+    Deliveries,
+    TagRouter,
+    TagWebhook,
+    judge_tag,
+    repositories_of,
+)
 
 
 def _release(
@@ -124,3 +130,41 @@ def test_a_release_deleted_while_its_tag_is_set_is_reported_not_raised() -> None
     assert answer.status == 404
     (result,) = answer.body["releases"]
     assert result["outcome"] == "gone" and "deleted" in result["reason"]
+
+
+class _OneKeepsChanging:
+    """Two releases for one repository; `b` changes under every patch (a busy object)."""
+
+    def __init__(self) -> None:
+        self.patched: list[str] = []
+
+    def list_releases(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [self.get("shop", "a"), self.get("shop", "b")]
+
+    def set_tag(self, namespace: str, name: str, tag: str, *, based_on: str) -> None:
+        if name == "b":
+            raise ReleaseChanged(f"{namespace}/{name} changed since {based_on}")
+        self.patched.append(name)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        release = _release(repository="acme/payments")
+        release["metadata"]["name"] = name
+        return release
+
+
+def test_a_release_left_to_deliver_again_decides_the_answer_and_the_id_is_not_kept() -> None:
+    """Another release's 200 must not stop the Git host's redelivery, nor make it a duplicate."""
+    changing = _OneKeepsChanging()
+    secret = b"s3cret"
+    webhook = TagWebhook(secret, TagRouter(changing, ("shop",)), Deliveries())  # type: ignore[arg-type]
+    body = b'{"ref":"refs/tags/v1.3.0","repository":{"full_name":"acme/payments"}}'
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d-1",
+        "X-Hub-Signature-256": github_signature(secret, body),
+    }
+    answer = webhook.handle(headers, body)
+    assert answer.status == 503 and changing.patched == ["a"]
+    assert {r["name"]: r["status"] for r in answer.body["releases"]} == {"a": 200, "b": 503}
+    again = webhook.handle(headers, body)  # the Git host redelivers
+    assert again.body["result"] != "duplicate" and changing.patched == ["a", "a"]
