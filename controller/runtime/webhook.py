@@ -325,6 +325,28 @@ def _handler_class(webhook: TagWebhook, max_body: int) -> type[BaseHTTPRequestHa
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, as many as `max_connections`: a flood of connections
+    (each held up to the 30 s deadline) is refused at the door, not given threads."""
+
+    max_connections = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("webhook connections at their limit; one refused", client=client_address[0])
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection cut (a client gone, or too slow) is one line, not a traceback."""
         error = sys.exc_info()[1]
