@@ -138,7 +138,7 @@ def _single_value(result: Any) -> float | None:
             f"query returned {len(series)} series ({labels}); wrap it in sum() or similar"
         )
     value = _number(_sample(series[0])[1])
-    return None if math.isnan(value) else value
+    return value if math.isfinite(value) else None
 
 
 def _is_scalar(result: Any) -> bool:

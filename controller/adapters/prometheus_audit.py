@@ -9,6 +9,7 @@ not count towards the baseline.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from controller.adapters.ports import (
@@ -83,6 +84,8 @@ class PrometheusAuditCounter:
                     f"audit query returned a series without the {label!r} label: {labels}; "
                     f"use sum by ({label}) (...)"
                 )
+            if math.isinf(value):
+                raise QueryRejected(f"audit query returned {value} for {labels[label]!r}")
             if value == value:  # not NaN
                 counts[labels[label]] = counts.get(labels[label], 0.0) + value
         return counts

@@ -81,6 +81,8 @@ def inconclusive_choice(d: Decision) -> str | None:
         counted = r.evidence is not None and r.evidence.counted_at == r.measured_at
         if r.verdict != "inconclusive" or not metric.sequential or not counted:
             return None
+        if metric.compare is not None and r.stable_value is None:
+            return None  # no stable data to compare against: not 'inconclusive', hold
         undecided += 1
     return analysis.on_inconclusive if undecided else None
 

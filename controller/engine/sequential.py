@@ -106,10 +106,38 @@ def judge_counts(
             return Judgement("fail", "no data for the canary track (noData: fail)")
         reason = "no data for the canary track yet (noData: hold)"
         return Judgement("inconclusive", reason, evidence=previous)
+    if not _finite_counts(canary) or (stable is not None and not _finite_counts(stable)):
+        reason = "a counter read is not a finite number (NaN or +-Inf); this look is skipped"
+        return Judgement("inconclusive", reason, evidence=previous)
     reading = _read(metric, canary, stable, previous)
+    unjudgeable = _unjudgeable(metric, canary, reading)
+    if unjudgeable is not None:
+        return Judgement("inconclusive", unjudgeable, evidence=previous)
     evidence = _fold(metric, analysis, reading, measured.window_start, previous, now)
     verdict, reason = _verdict(metric, analysis, evidence, reading)
     return Judgement(verdict, reason, reading.canary_value, reading.stable_value, evidence)
+
+
+def _finite_counts(counts: TrackCounts) -> bool:
+    values = [counts.requests, counts.errors, *(c for _, c in counts.buckets)]
+    return all(v is None or math.isfinite(v) for v in values)
+
+
+def _unjudgeable(metric: Metric, canary: TrackCounts, reading: _Reading) -> str | None:
+    """A latency histogram that cannot say how many canary requests are slow: hold."""
+    if metric.latency is None or not canary.buckets:
+        return None
+    if reading.bound is not None and count_above(canary.buckets, reading.bound) is None:
+        return (
+            f"the canary's histogram has no bucket at the stable's bound {reading.bound:g}s "
+            "(different buckets?): cannot count its slow requests"
+        )
+    if metric.threshold is not None and reading.canary_over_max is None:
+        return (
+            f"no finite bucket at or above threshold.max {metric.threshold.max:g}s: "
+            "cannot tell which requests are slower"
+        )
+    return None
 
 
 def _read(

@@ -40,8 +40,23 @@ def _prometheus(address: str) -> PrometheusSource:
     )
 
 
-def canary_share(target: DeploymentView, canary: DeploymentView | None) -> float | None:
-    """The canary's share of the Ready pods: what it should get of every action under no change."""
+def canary_share(
+    target: DeploymentView,
+    canary: DeploymentView | None,
+    spec: CanaryReleaseSpec | None = None,
+    status: CanaryReleaseStatus | None = None,
+) -> float | None:
+    """The canary's share of requests: what it should get of every action under no change.
+
+    Without a router that is its share of the Ready pods. With one it is not (the
+    canary gets a rounded-up number of pods beside all of stable's): it is the weight
+    the route applies now, and unknown while a header route sends requests by header.
+    """
+    if spec is not None and spec.traffic_routing is not None:
+        traffic = status.traffic if status is not None else None
+        if traffic is None or traffic.header_route or not 0 < traffic.weight < 100:
+            return None
+        return traffic.weight / 100
     if canary is None:
         return None
     ready_canary, ready_stable = canary.ready_replicas, target.ready_replicas
@@ -119,4 +134,5 @@ def judge_audit_log(
     except AuditLogRejected as exc:
         log.warning("audit log query rejected", error=str(exc))
         return AuditReport("error", str(exc), now, window_start=plan.start)
-    return detect(config, plan, sample, canary_share=canary_share(target, canary), now=now)
+    share = canary_share(target, canary, spec, status)
+    return detect(config, plan, sample, canary_share=share, now=now)

@@ -7,6 +7,7 @@ flight gives way to a human's command between two queries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -163,6 +164,8 @@ def _counts(
             f"latency.buckets must return one series per `le` bucket, got labels {series[0][0]}; "
             "wrap it in sum by (le) (...)"
         )
+    if any(not math.isfinite(value) for _, value in series):
+        return TrackCounts(None)  # a non-finite bucket: no usable answer this look
     buckets = normalise((parse_le(labels["le"]), value) for labels, value in series)
     if not buckets:
         raise QueryRejected('latency.buckets returned no le="+Inf" bucket')
