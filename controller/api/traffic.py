@@ -160,6 +160,16 @@ class TrafficRouting(SpecModel):
             raise ValueError("set exactly one router: gatewayAPI, nginx or istio")
         if self.nginx is not None and self.header_route and len(self.header_route.match) > 1:
             raise ValueError("ingress-nginx routes on one header only: headerRoute.match takes one")
+        if len(self.canary_service_name) > 63:
+            raise ValueError(
+                f"the canary Service {self.canary_service_name!r} is longer than 63 characters "
+                "(a Service name is a DNS label): set a shorter canaryService"
+            )
+        if self.nginx is not None and len(self.nginx.stable_ingress) > 253 - len("-canary"):
+            raise ValueError(
+                "nginx.stableIngress: at most 246 characters, so that <stableIngress>-canary "
+                "is a valid Ingress name"
+            )
         return self
 
     @property
@@ -170,7 +180,7 @@ class TrafficRouting(SpecModel):
 
     @property
     def canary_service_name(self) -> str:
-        return self.canary_service or f"{self.stable_service}-canary"[:253]
+        return self.canary_service or f"{self.stable_service}-canary"
 
 
 class TrafficStatus(StatusModel):

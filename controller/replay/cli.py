@@ -88,6 +88,8 @@ def parse_time(text: str) -> datetime:
     """ISO 8601 (a missing zone means UTC) or Unix seconds."""
     try:
         return datetime.fromtimestamp(float(text), tz=UTC)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"{text}: not a time ({exc})") from exc
     except ValueError:
         pass
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -114,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         start = parse_time(args.start)
         end = parse_time(args.end) if args.end else start + parse_duration(args.length)
         ready_delay = parse_duration(args.ready_delay)
+        every = parse_duration(args.every) if args.every else None
+    except OverflowError as exc:
+        err.print(f"[red]replay: --from/--to/--for out of range ({exc})[/red]")
+        return 2
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
         err.print(f"[red]replay: {exc}[/red]")
         return 2
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if end > now:  # --for runs past now: a release that started today replays up to now
         err.print(f"[yellow]replay: up to now ({now.isoformat(timespec='seconds')})[/yellow]")
         end = now
-    every = parse_duration(args.every) if args.every else spec.analysis.interval_length()
+    every = every or spec.analysis.interval_length()
     namespace = args.namespace or metadata.get("namespace") or "default"
     name = args.name or metadata.get("name") or "release"
     sources = _Sources(args.prometheus)

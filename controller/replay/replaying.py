@@ -32,9 +32,15 @@ from controller.adapters.ports import AuditLogSource, MetricsSource, MetricsUnre
 from controller.api.gates import Gates
 from controller.api.spec import CanaryReleaseSpec
 from controller.api.status import CanaryReleaseStatus, MetricResult
-from controller.engine.actions import RecordEvent
+from controller.engine.actions import (
+    Action,
+    RecordEvent,
+    ResetTraffic,
+    SetHeaderRoute,
+    SetTrafficWeight,
+)
 from controller.engine.gating import WINDOW_REASONS
-from controller.engine.observations import Observed
+from controller.engine.observations import Observed, RouteView
 from controller.engine.watching import watch_due, watching
 from controller.replay.world import SimulatedWorld
 from controller.runtime.auditing import judge_audit_log
@@ -78,12 +84,28 @@ class ReplayWorld(SimulatedWorld):
     source: _Answering
     watch_source: _Answering
     audit: AuditLogSource | None = None
+    routed: tuple[int, bool] = (0, False)
+    """With spec.trafficRouting: the (weight, header route) the simulated route applies;
+    replay moves no real traffic, but the engine waits for the route to show a weight."""
 
     def metrics_source(self) -> MetricsSource:
         return self.source
 
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case SetTrafficWeight(weight=weight):
+                    self.routed = (weight, self.routed[1])
+                case SetHeaderRoute(enabled=enabled):
+                    self.routed = (self.routed[0], enabled)
+                case ResetTraffic():
+                    self.routed = (0, False)
+        super().apply(actions)
+
     def observe(self, now: datetime) -> Observed:
         observed = super().observe(now)
+        if self.spec.traffic_routing is not None:
+            observed = replace(observed, route=RouteView(*self.routed))
         analysis = self.spec.analysis
         if observed.measurements is not None and self.audit is not None and analysis:
             audit = self.audit

@@ -75,3 +75,7 @@ def apply_traffic(router: TrafficRouter | None, action: TrafficAction) -> None:
         log.warning("route conflict, not forced", router=router.kind, conflict=str(conflict))
     except (RouteChanged, LookupError) as exc:
         log.info("route not applied; reading it again next time", reason=str(exc))
+    except ApiException as exc:
+        if exc.status not in (400, 422):
+            raise
+        log.warning("route refused by the apiserver; reported next time", reason=str(exc.reason))

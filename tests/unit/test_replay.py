@@ -8,7 +8,10 @@ tests/integration/test_judge_prometheus.py and test_replay_sources.py.
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import yaml
@@ -193,3 +196,45 @@ def test_a_release_that_started_today_replays_up_to_now(
     assert cli.main(["-f", str(path), "--from", earlier, "--prometheus", nobody]) == 1
     err = capsys.readouterr().err
     assert "up to now" in err and "could not judge: Prometheus did not answer" in err
+
+
+def test_replay_of_a_release_with_traffic_routing_judges_the_metrics() -> None:
+    """Replay 'runs the analysis on the real engine'; a trafficRouting release must not be
+    rolled back for 'canary pods not Ready' whatever the recorded data says."""
+    routed = _spec(trafficRouting={"stableService": "app", "gatewayAPI": {"httpRoute": "app"}})
+    healthy_run = _replay(routed, _Recorded(healthy))
+    assert healthy_run.outcome == "Succeeded", healthy_run.final.message
+    breach = _replay(routed, _Recorded(breaking_at(T0 + timedelta(minutes=10))))
+    assert "error-rate" in (breach.final.message or ""), breach.final.message
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "inf"],
+        ["--from", "1e20"],
+        ["--from", "2024-01-01", "--for", "100000000d"],
+        ["--from", "2024-01-01", "--every", "foo"],
+    ],
+)
+def test_replay_bad_time_arguments_are_bad_usage_not_a_traceback(
+    tmp_path: Any, args: list[str]
+) -> None:
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(_spec().model_dump(by_alias=True, exclude_none=True)))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "replay",
+            "-f",
+            str(path),
+            "--prometheus",
+            "http://127.0.0.1:1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-300:]

@@ -145,13 +145,31 @@ class Objects:
 
     def conflict_of(self, kind: Kind, body: dict[str, Any]) -> str | None:
         """A dry-run apply of `body`: the conflict it would meet, or None."""
+        return self.blocked(kind, body)[0]
+
+    def blocked(self, kind: Kind, body: dict[str, Any]) -> tuple[str | None, str | None]:
+        """A dry-run apply of `body`: (the conflict it would meet, why the apiserver
+        refuses it as invalid); (None, None) when it would apply."""
         try:
             self.apply(kind, body, dry_run=True)
         except RouteConflict as conflict:
-            return str(conflict)
+            return str(conflict), None
         except RouteChanged:
-            return None  # read again next time
-        return None
+            return None, None  # read again next time
+        except ApiException as exc:
+            if exc.status not in (400, 422):
+                raise
+            return None, refusal(kind, body["metadata"]["name"], exc)
+        return None, None
+
+
+def refusal(kind: Kind, name: str, exc: ApiException) -> str:
+    """The apiserver's reason for refusing what the controller would write."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        message = str(exc.reason)
+    return f"{kind.kind} {name}: the apiserver refuses what the controller would write: {message}"
 
 
 def apply_body(

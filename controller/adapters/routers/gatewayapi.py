@@ -30,6 +30,8 @@ from controller.api.traffic import HeaderRoute, RouterKind, TrafficRouting
 from controller.engine.observations import RouteView
 
 HEADER_RULE_PREFIX = "canary-header-"
+MAX_RULES, MAX_MATCHES = 16, 128
+"""spec.rules maxItems, and the CEL cap on matches across rules (HTTPRoute v1)."""
 _DEFAULT_MATCHES = [{"path": {"type": "PathPrefix", "value": "/"}}]
 
 Rule = dict[str, Any]
@@ -269,6 +271,18 @@ class GatewayAPIRouter(RouterBase):
         version = live["metadata"].get("resourceVersion")
         return apply_body(HTTP_ROUTE, self.namespace, self.name, version, spec={"rules": rendered})
 
+    def _limits_problem(self, rules: list[Rule]) -> str | None:
+        """The HTTPRoute schema's limits, for the rules at their largest (canary and header on)."""
+        full = render_rules(rules, self.routing, self.names, 1, self.routing.header_route)
+        matches = sum(len(r.get("matches") or []) for r in full)
+        if len(full) > MAX_RULES or matches > MAX_MATCHES:
+            return (
+                f"HTTPRoute {self.name} would need {len(full)} rules and {matches} matches with "
+                f"the canary's backendRefs and header rules; the HTTPRoute schema allows "
+                f"{MAX_RULES} and {MAX_MATCHES}: steer fewer rules (gatewayAPI.rules)"
+            )
+        return None
+
     def verify(self, intent: RouteIntent) -> RouteView:
         live, rules = self._read()
         if live is None:
@@ -283,13 +297,28 @@ class GatewayAPIRouter(RouterBase):
                     f"Service {self.routing.stable_service}"
                 )
             return RouteView(None, header, problem=missing)
-        problem = self.services.stable_problem()
+        unsteerable = [
+            str(rules[i].get("name") or i)
+            for i in steered(rules, self.routing.stable_service, self.names)
+            if not any(
+                is_service_ref(r, self.routing.stable_service)
+                for r in rules[i].get("backendRefs") or []
+            )
+        ]
+        problem = (
+            f"HTTPRoute {self.name} rule {', '.join(unsteerable)} has no backendRef to "
+            f"Service {self.routing.stable_service}"
+            if unsteerable
+            else self._limits_problem(rules) or self.services.stable_problem()
+        )
         conflict: str | None = None
+        refused: str | None = None
         if problem is None and (weight, header) != (intent.weight, intent.header_route):
             body = self._body(live, rules, intent.weight, intent.header_route)
-            conflict = self.objects.conflict_of(HTTP_ROUTE, body)
+            conflict, refused = self.objects.blocked(HTTP_ROUTE, body)
         ours = (self.routing.stable_service, self.routing.canary_service_name)
         rejected, pending = gateway_verdict(live, ours)
+        rejected = refused or rejected
         return RouteView(
             weight, header, conflict=conflict, problem=problem, rejected=rejected, pending=pending
         )

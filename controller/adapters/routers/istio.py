@@ -283,13 +283,26 @@ class IstioRouter(RouterBase):
                     f"Service {self.routing.stable_service}"
                 )
             return RouteView(None, header, problem=missing)
-        problem = self._subsets_problem()
+        unsteerable = [
+            str(routes[i].get("name") or i)
+            for i in steered(routes, self.dests, self.names)
+            if not any(self.dests.is_stable(d) for d in routes[i].get("route") or [])
+        ]
+        problem = (
+            f"VirtualService {self.name} http route {', '.join(unsteerable)} has no destination "
+            f"on Service {self.routing.stable_service}"
+            if unsteerable
+            else self._subsets_problem()
+        )
         conflict: str | None = None
+        refused: str | None = None
         if problem is None and (weight, header) != (intent.weight, intent.header_route):
             body = self._body(live, routes, intent.weight, intent.header_route)
-            conflict = self.objects.conflict_of(VIRTUAL_SERVICE, body)
+            conflict, refused = self.objects.blocked(VIRTUAL_SERVICE, body)
         pending = istio_verdict(live)
-        return RouteView(weight, header, conflict=conflict, problem=problem, pending=pending)
+        return RouteView(
+            weight, header, conflict=conflict, problem=problem, rejected=refused, pending=pending
+        )
 
     def _apply(self, weight: int | None, header: bool | None) -> tuple[int, bool]:
         live, routes = self._read()

@@ -26,7 +26,7 @@ from controller.engine.observations import RouteView
 
 
 def canary_ingress_name(stable_ingress: str) -> str:
-    return f"{stable_ingress}-canary"[:253]
+    return f"{stable_ingress}-canary"  # spec validation keeps it within 253
 
 
 def _to_canary(backend: dict[str, Any] | None, stable: str, canary: str) -> dict[str, Any] | None:
@@ -126,12 +126,12 @@ class NginxRouter(RouterBase):
         weight, header = observed_state(canary, self.prefix)
         stable, problem = self._stable()
         problem = problem or self.services.stable_problem()
-        conflict = None
+        conflict = refused = None
         wanted = (intent.weight, intent.header_route)
         if stable is not None and problem is None and (weight, header) != wanted:
             body = self._body(stable, intent.weight, intent.header_route)
-            conflict = self.objects.conflict_of(INGRESS, body)
-        return RouteView(weight, header, conflict=conflict, problem=problem)
+            conflict, refused = self.objects.blocked(INGRESS, body)
+        return RouteView(weight, header, conflict=conflict, problem=problem, rejected=refused)
 
     def _apply(self, weight: int | None, header: bool | None) -> tuple[int, bool]:
         stable, problem = self._stable()
