@@ -59,6 +59,12 @@ class OneSidedTest(StatusModel):
     """One sequential test: its running log-products, one per alternative (a fixed handful)."""
 
     test: TestName
+    design: str = Field(
+        default="",
+        max_length=16,
+        description="which test the evidence is for (its null, alternatives and level): "
+        "another one (maxRatio, falseAlarmRate or the number of metrics changed) starts afresh",
+    )
     e_value: float = Field(
         description="the evidence so far, its largest burst set aside; decides at `needed`"
     )

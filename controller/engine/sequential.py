@@ -16,6 +16,7 @@ Verdicts:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -222,6 +223,7 @@ def _fold(
     stored: dict[str, OneSidedTest] = {t.test: t for t in previous.tests} if previous else {}
     for name, design in designs(metric, analysis).items():
         state = _stored_state(stored.get(name), design)
+        fingerprint = design_fingerprint(design)
         if counting and name in ("worse", "notWorse") and reading.stable is not None:
             split = Increment(
                 inc_canary.events, inc_canary.total, inc_stable.events, inc_stable.total
@@ -234,6 +236,7 @@ def _fold(
         tests.append(
             OneSidedTest(
                 test=name,
+                design=fingerprint,
                 e_value=_rounded(math.exp(min(700.0, log_e))),
                 needed=_rounded(math.exp(design.log_threshold)),
                 log_products=[float(v) for v in state.products],
@@ -275,10 +278,24 @@ def _fold(
     )
 
 
+def design_fingerprint(design: Design) -> str:
+    """What a test's evidence is evidence for: its null, alternatives, weights and level."""
+    numbers = (design.null, *design.alternatives, *design.weights, design.level)
+    text = design.kind + ":" + ",".join(f"{n:.9g}" for n in numbers)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _stored_state(stored: OneSidedTest | None, design: Design) -> Running:
-    """A test's state from status; a fresh one if absent or from another design."""
+    """A test's state from status; a fresh one if absent or from another design.
+
+    Evidence gathered against one null or level is no evidence against another:
+    lowering `maxRatio` from 4 to 1.5 must not let "not 4x worse" pass as "not
+    1.5x worse". (A status written before the fingerprint existed is kept.)
+    """
     size = len(design.alternatives)
     if stored is None or len(stored.log_products) != size:
+        return begin(design)
+    if stored.design and stored.design != design_fingerprint(design):
         return begin(design)
 
     def vector(values: list[float]) -> np.ndarray:

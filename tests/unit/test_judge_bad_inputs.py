@@ -1,6 +1,6 @@
 """The judge against inputs that must not decide a verdict: no stable data, a non-finite
-counter, histograms that cannot answer, a non-finite audit count, and a routed canary's
-share of the audit log."""
+counter, histograms that cannot answer, a non-finite audit count, a routed canary's share
+of the audit log, and evidence gathered under another maxRatio."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 
 from controller.adapters.prometheus_audit import PrometheusAuditCounter
 from controller.api.auditlog import AuditLog
-from controller.api.status import CanaryReleaseStatus
+from controller.api.spec import CanaryReleaseSpec
+from controller.api.status import CanaryReleaseStatus, Evidence
 from controller.api.traffic import TrafficStatus
 from controller.auditlog import AuditSample, plan_audit
 from controller.auditlog.detection import detect
@@ -215,3 +216,43 @@ def test_a_routed_canary_is_expected_its_traffic_weight_of_the_audit_log_not_its
         update={"traffic": status.traffic.model_copy(update={"header_route": True})}
     )
     assert canary_share(target, canary, routed, headers) is None  # requests go by header
+
+
+def _feed(
+    release: CanaryReleaseSpec,
+    looks: int,
+    start: Evidence | None = None,
+    ratio: float = 2.0,
+    seed: int = 1,
+) -> tuple[Evidence | None, str | None]:
+    analysis = release.analysis
+    metric = analysis.metrics[0]
+    rng = np.random.default_rng(seed)
+    evidence, cum, verdict = start, np.zeros(4), None
+    if start is not None:
+        cum = np.array(
+            [start.canary.events, start.canary.total, start.stable.events, start.stable.total]
+        )
+    for _ in range(looks):
+        cum += [rng.poisson(100 * 30 * 0.01 * ratio), 3000, rng.poisson(900 * 30 * 0.01), 27000]
+        now = (evidence.counted_at if evidence else T0) + timedelta(seconds=30)
+        j = judge_counts(metric, analysis, _m((cum[0], cum[1]), (cum[2], cum[3])), evidence, now)
+        evidence, verdict = j.evidence, j.verdict
+    return evidence, verdict
+
+
+def test_changing_max_ratio_mid_release_restarts_the_tests() -> None:
+    """docs/judge.md: 'changing maxRatio or falseAlarmRate in the middle of a release
+    restarts the affected tests (their evidence no longer applies)'. A canary 2x worse,
+    judged at maxRatio 4, piles up 'not 4x worse' evidence; lowering maxRatio to 1.5
+    keeps that evidence, so the 2x-worse canary is declared 'not 1.5x worse' at once."""
+    loose = spec({**ERRORS, "compare": {"maxRatio": 4}})
+    evidence, verdict = _feed(loose, 60, ratio=1.6, seed=2)
+    assert verdict == "pass"  # correct: 1.6x is not 4x worse
+    strict = spec({**ERRORS, "compare": {"maxRatio": 1.5}})
+    _, fresh = _feed(strict, 60, ratio=1.6, seed=2)
+    assert fresh == "fail"  # the same canary judged at 1.5 from the start
+    after, verdict = _feed(strict, 1, start=evidence, ratio=1.6, seed=102)
+    # restarted tests cannot pass on one look (one interval adds at most 1.5x what is
+    # needed and the largest burst is set aside); the stale evidence does
+    assert verdict != "pass", [(t.test, t.e_value) for t in after.tests]
