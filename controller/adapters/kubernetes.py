@@ -44,6 +44,8 @@ from controller.engine.observations import (
 TRACK_LABEL = "canary.dev/track"
 RELEASE_LABEL = "canary.dev/release"
 COMMAND_ANNOTATION = "canary.dev/command"
+#: On a release with trafficRouting: its deletion waits until the route is back on stable.
+ROUTE_FINALIZER = "canary.dev/route"
 COMPONENT = "canary-controller"
 
 T = TypeVar("T")
@@ -297,6 +299,38 @@ class KubernetesCluster:
                 raise StatusConflict(f"{namespace}/{name} changed since it was read") from exc
             raise
         return cast(dict[str, Any], written)
+
+    def set_route_finalizer(self, release: dict[str, Any], present: bool) -> dict[str, Any] | None:
+        """Add or remove the route finalizer; the release as stored, None when it is gone.
+
+        Guarded by resourceVersion: a release changed meanwhile is a
+        StatusConflict, and the caller reads it again.
+        """
+        meta = release["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = [f for f in current if f != ROUTE_FINALIZER] + (
+            [ROUTE_FINALIZER] if present else []
+        )
+        if wanted == current:
+            return release
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": wanted}}
+        try:
+            stored = _call(
+                self._custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                body,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 409:
+                raise StatusConflict(f"{meta['namespace']}/{meta['name']} changed") from exc
+            raise
+        return cast(dict[str, Any], stored)
 
     def apply(self, release: dict[str, Any], spec: CanaryReleaseSpec, action: Action) -> None:
         namespace = release["metadata"]["namespace"]

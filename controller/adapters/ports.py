@@ -94,3 +94,7 @@ class Cluster(Protocol):
     def traffic_router(self, release: dict[str, Any], spec: CanaryReleaseSpec) -> TrafficRouter:
         """The router `spec.trafficRouting` names (see controller/adapters/routers)."""
         ...
+
+    def set_route_finalizer(self, release: dict[str, Any], present: bool) -> dict[str, Any] | None:
+        """Hold the release's deletion until its route is reset; None when it is gone."""
+        ...

@@ -271,6 +271,12 @@ class CachedCluster(KubernetesCluster):
         found = _values(index, key)
         return [v for v in found if _identity(v)[0] not in gone] if gone else found
 
+    def set_route_finalizer(self, release: dict[str, Any], present: bool) -> dict[str, Any] | None:
+        stored = super().set_route_finalizer(release, present)
+        if stored is not None and stored is not release:
+            self.releases.put(stored)
+        return stored
+
     def write_status(
         self, namespace: str, name: str, resource_version: str, status: CanaryReleaseStatus
     ) -> None:

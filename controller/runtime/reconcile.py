@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from controller.adapters.kubernetes import COMMAND_ANNOTATION, canary_name
+from controller.adapters.kubernetes import COMMAND_ANNOTATION, ROUTE_FINALIZER, canary_name
 from controller.adapters.ports import Cluster, MetricsSource
 from controller.adapters.routers.protocol import TrafficRouter
 from controller.api.base import describe_validation_error
@@ -30,6 +30,7 @@ from controller.engine.actions import (
     CheckGates,
     DeleteHookJob,
     RecordEvent,
+    ResetTraffic,
     TrafficAction,
 )
 from controller.engine.analysis import analysis_due
@@ -75,14 +76,23 @@ def reconcile(
     release = cluster.read_release(namespace, name)
     if release is None:
         return None
-    meta = release["metadata"]
-    generation = int(meta.get("generation") or 1)
+    if release["metadata"].get("deletionTimestamp"):
+        _let_go(cluster, release)
+        return None
+    generation = int(release["metadata"].get("generation") or 1)
     status = CanaryReleaseStatus.model_validate(release.get("status") or {})
     try:
         spec = CanaryReleaseSpec.model_validate(release.get("spec") or {})
     except ValidationError as exc:
         new_status, actions = reject_spec(status, describe_validation_error(exc), generation, now)
         return _commit(cluster, release, None, status, new_status, actions)
+    # A routed release carries the route finalizer: deleting it resets the route first,
+    # as the canary Service the route sends to is deleted with the release.
+    held = cluster.set_route_finalizer(release, spec.traffic_routing is not None)
+    if held is None:
+        return None
+    release = held
+    meta = release["metadata"]
 
     structlog.contextvars.bind_contextvars(
         release=f"{namespace}/{name}", tag=spec.release.tag, step=status.current_step_index
@@ -169,6 +179,24 @@ def reconcile(
         lambda request: check_gates(gates, spec, namespace, name, request.tag, now),
     )
     return _commit(cluster, release, spec, status, new_status, actions, router)
+
+
+def _let_go(cluster: Cluster, release: dict[str, Any]) -> None:
+    """Deleted: put the route back on stable, then let the release (and its canary) go.
+
+    A route that cannot be reset (gone, or another field manager's) is logged,
+    not waited for: a deletion must not hang on it.
+    """
+    if ROUTE_FINALIZER not in (release["metadata"].get("finalizers") or []):
+        return
+    try:
+        spec: CanaryReleaseSpec | None = CanaryReleaseSpec.model_validate(release.get("spec") or {})
+    except ValidationError:
+        spec = None
+    if spec is not None and spec.traffic_routing is not None:
+        apply_traffic(cluster.traffic_router(release, spec), ResetTraffic())
+    cluster.set_route_finalizer(release, False)
+    log.info("release deleted; its route is back on stable")
 
 
 def needs_answer(release: Mapping[str, Any], status: CanaryReleaseStatus | None = None) -> bool:

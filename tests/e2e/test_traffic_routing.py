@@ -29,8 +29,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller.adapters.kubernetes import ROUTE_FINALIZER
 from controller.adapters.routers.applying import FIELD_MANAGER, HTTP_ROUTE, SERVICE
-from controller.api.spec import GROUP, VERSION
+from controller.api.spec import GROUP, PLURAL, VERSION
 from devenv.prometheus import PrometheusServer
 from devenv.traffic import TrafficSimulator
 from tests.e2e.conftest import ControllerFactory
@@ -412,3 +413,33 @@ def test_gateway_api_a_step_waits_for_the_gateway_and_the_canary_for_its_reset(
         if e.reason == "RouteRejected" and e.involved_object.name == "payments"
     ]
     assert len(events) == 1 and events[0].type == "Warning"
+
+
+def test_gateway_api_deleting_a_release_mid_canary_resets_its_route_first(
+    objects: Cluster, releases: Releases, namespace: str, controller: ControllerFactory
+) -> None:
+    """The canary Service belongs to the release and goes with it: the route must not be
+    left sending the canary's share (and the header route) to a Service that is gone."""
+    objects.apply(HTTP_ROUTE, http_route("payments", "payments"), "gitops")
+    _hand_over(objects)
+    steps = [{"setWeight": 20}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
+    releases.create(_release(steps))
+    controller(namespace)
+    releases.wait_phase("payments", "Idle", timeout=30)
+    assert releases.get("payments")["metadata"].get("finalizers") == [ROUTE_FINALIZER]
+
+    releases.set_tag("payments", "v2")
+    wait_for(lambda: _traffic_weight(releases) == 20, 90, "20% on the route")
+    assert _route_state(objects.get(HTTP_ROUTE, "payments")) == (20, True)
+    releases.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "payments")
+
+    def gone() -> bool:
+        try:
+            releases.get("payments")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, 30, "the release deleted")
+    assert _route_state(objects.get(HTTP_ROUTE, "payments")) == (0, False)
+    wait_for(lambda: releases.deployment("payments-canary") is None, 60, "canary collected")

@@ -91,6 +91,10 @@ class Cluster:
     def apply(self, release: dict[str, Any], spec: Any, action: Action) -> None:
         self.applied.append(action)
 
+    def set_route_finalizer(self, release: dict[str, Any], present: bool) -> dict[str, Any]:
+        assert not present  # no release here routes traffic
+        return release
+
     def record_event(
         self, release: dict[str, Any], event: RecordEvent, key: str | None = None
     ) -> None:

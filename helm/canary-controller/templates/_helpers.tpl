@@ -76,7 +76,8 @@ set is enough for a whole canary and that other verbs are refused.
 # What the controller creates (the canary Deployment, hook Jobs, the canary
 # Service and Ingress) is owned by its release with blockOwnerDeletion; with
 # the OwnerReferencesPermissionEnforcement admission plugin (OpenShift) that
-# needs update on the owner's finalizers. No finalizer is ever written.
+# needs update on the owner's finalizers. The one finalizer written
+# (canary.dev/route, on releases with trafficRouting) is a patch of the release.
 - apiGroups: ["canary.dev"]
   resources: ["canaryreleases/finalizers"]
   verbs: ["update"]
