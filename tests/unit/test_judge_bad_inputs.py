@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -18,24 +19,18 @@ from controller.auditlog import AuditSample, plan_audit
 from controller.auditlog.detection import detect
 from controller.engine.observations import DeploymentView, Measurement, TrackCounts
 from controller.engine.routing import routed_canary_replicas
-from controller.engine.sequential import judge_counts
+from controller.engine.sequential import Judgement, judge_counts
 from controller.runtime.auditing import canary_share, judge_audit_log
 from tests.unit.counters import SimulatedCounters, TrackRates
 from tests.unit.routedworld import make_routed_spec
-from tests.unit.test_sequential_engine import ERRORS, LATENCY, T0, CounterWorld, spec
-
-
-def _m(canary: tuple[float, float], stable: tuple[float, float] | None) -> Measurement:
-    """(errors, requests) per track, cumulative since the release start."""
-    return Measurement(
-        "errors",
-        None,
-        None,
-        "q",
-        window_start=T0,
-        canary_counts=TrackCounts(canary[1], canary[0]),
-        stable_counts=None if stable is None else TrackCounts(stable[1], stable[0]),
-    )
+from tests.unit.test_sequential_engine import (
+    ERRORS,
+    LATENCY,
+    T0,
+    CounterWorld,
+    measurement,
+    spec,
+)
 
 
 def test_no_stable_data_is_not_inconclusive_so_onInconclusive_rollback_must_hold() -> None:
@@ -63,7 +58,9 @@ def test_one_infinite_error_read_does_not_blind_the_judge() -> None:
         cum += [rng.poisson(100 * 30 * 0.05), 3000, rng.poisson(900 * 30 * 0.01), 27000]
         errors = float("inf") if look == 1 else cum[0]
         now = T0 + timedelta(seconds=30 * (look + 1))
-        j = judge_counts(metric, analysis, _m((errors, cum[1]), (cum[2], cum[3])), evidence, now)
+        j = judge_counts(
+            metric, analysis, measurement((errors, cum[1]), (cum[2], cum[3])), evidence, now
+        )
         evidence = j.evidence
         verdicts.append(j.verdict)
     assert "fail" in verdicts, (verdicts[-1], evidence.canary, evidence.counted_canary)
@@ -82,18 +79,17 @@ STABLE_SHARES = (0.90, 0.98, 0.995, 0.999, 1.0, 1.0, 1.0)  # p99 bucket bound: 0
 CANARY_SHARES = (0.60, 0.70, 0.75, 0.78, 0.80, 0.80, 1.0)  # 20% of requests above 2 s
 
 
-def test_a_canary_whose_histogram_lacks_the_stable_bound_does_not_pass() -> None:
-    """The tail test counts canary requests above the stable's p99 bucket bound. When the
-    canary's histogram has no bucket at that bound (a new build with other buckets),
-    count_above() is None and _above() turns it into 0 slow requests, look after look:
-    a canary with 20% of its requests at 2 s is 'shown not 2x worse' and promoted."""
-    release = spec(LATENCY)
-    analysis, metric = release.analysis, release.analysis.metrics[0]
-    evidence, verdict = None, None
+def _judged_latency(
+    metric: dict[str, Any], canary_le: tuple[float, ...], canary_shares: tuple[float, ...]
+) -> Judgement:
+    """An hour of looks every 30 s: stable as STABLE_SHARES, the canary as given."""
+    release = spec(metric)
+    assert release.analysis is not None
+    analysis, judged = release.analysis, release.analysis.metrics[0]
+    evidence, j = None, None
     for look in range(1, 121):
-        now = T0 + timedelta(seconds=30 * look)
         stable = _buckets(STABLE_LE, 27000.0 * look, STABLE_SHARES)
-        canary = _buckets(CANARY_LE, 3000.0 * look, CANARY_SHARES)
+        canary = _buckets(canary_le, 3000.0 * look, canary_shares)
         measured = Measurement(
             "latency",
             None,
@@ -103,9 +99,19 @@ def test_a_canary_whose_histogram_lacks_the_stable_bound_does_not_pass() -> None
             canary_counts=TrackCounts(canary[-1][1], buckets=canary),
             stable_counts=TrackCounts(stable[-1][1], buckets=stable),
         )
-        j = judge_counts(metric, analysis, measured, evidence, now)
-        evidence, verdict = j.evidence, j.verdict
-    assert verdict != "pass", j.reason  # the stable's p99 bucket bound is 0.25 s
+        j = judge_counts(judged, analysis, measured, evidence, T0 + timedelta(seconds=30 * look))
+        evidence = j.evidence
+    assert j is not None
+    return j
+
+
+def test_a_canary_whose_histogram_lacks_the_stable_bound_does_not_pass() -> None:
+    """The tail test counts canary requests above the stable's p99 bucket bound. When the
+    canary's histogram has no bucket at that bound (a new build with other buckets),
+    count_above() is None and _above() turns it into 0 slow requests, look after look:
+    a canary with 20% of its requests at 2 s is 'shown not 2x worse' and promoted."""
+    j = _judged_latency(LATENCY, CANARY_LE, CANARY_SHARES)
+    assert j.verdict != "pass", j.reason  # the stable's p99 bucket bound is 0.25 s
 
 
 def test_a_latency_bound_above_every_finite_bucket_is_not_shown_met() -> None:
@@ -114,24 +120,7 @@ def test_a_latency_bound_above_every_finite_bucket_is_not_shown_met() -> None:
     takes longer than 2.5 s (all in +Inf, p99 unknown, possibly far above 5 s) is 'shown
     below max 5s' and passes."""
     metric = {"name": "latency", "latency": LATENCY["latency"], "threshold": {"max": 5}}
-    release = spec(metric)
-    analysis, m = release.analysis, release.analysis.metrics[0]
-    evidence = None
-    for look in range(1, 121):
-        now = T0 + timedelta(seconds=30 * look)
-        stable = _buckets(STABLE_LE, 27000.0 * look, STABLE_SHARES)
-        canary = _buckets(STABLE_LE, 3000.0 * look, (0, 0, 0, 0, 0, 0, 1.0))  # all > 2.5 s
-        measured = Measurement(
-            "latency",
-            None,
-            None,
-            "q",
-            window_start=T0,
-            canary_counts=TrackCounts(canary[-1][1], buckets=canary),
-            stable_counts=TrackCounts(stable[-1][1], buckets=stable),
-        )
-        j = judge_counts(m, analysis, measured, evidence, now)
-        evidence = j.evidence
+    j = _judged_latency(metric, STABLE_LE, (0, 0, 0, 0, 0, 0, 1.0))  # all slower than 2.5 s
     assert j.verdict != "pass", j.reason
 
 
@@ -236,7 +225,9 @@ def _feed(
     for _ in range(looks):
         cum += [rng.poisson(100 * 30 * 0.01 * ratio), 3000, rng.poisson(900 * 30 * 0.01), 27000]
         now = (evidence.counted_at if evidence else T0) + timedelta(seconds=30)
-        j = judge_counts(metric, analysis, _m((cum[0], cum[1]), (cum[2], cum[3])), evidence, now)
+        j = judge_counts(
+            metric, analysis, measurement((cum[0], cum[1]), (cum[2], cum[3])), evidence, now
+        )
         evidence, verdict = j.evidence, j.verdict
     return evidence, verdict
 

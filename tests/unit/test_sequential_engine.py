@@ -211,7 +211,8 @@ def test_invalid_counter_metrics_name_the_problem(patch: dict[str, Any], message
         spec(metric)
 
 
-def _measurement(canary: tuple[float, float], stable: tuple[float, float]) -> Measurement:
+def measurement(canary: tuple[float, float], stable: tuple[float, float] | None) -> Measurement:
+    """(errors, requests) per track, cumulative since the release start."""
     return Measurement(
         "errors",
         None,
@@ -219,7 +220,7 @@ def _measurement(canary: tuple[float, float], stable: tuple[float, float]) -> Me
         "q",
         window_start=T0,
         canary_counts=TrackCounts(canary[1], canary[0]),
-        stable_counts=TrackCounts(stable[1], stable[0]),
+        stable_counts=None if stable is None else TrackCounts(stable[1], stable[0]),
     )
 
 
@@ -242,7 +243,7 @@ def test_a_look_with_no_data_changes_no_verdict(seed: int, dropped: int, ratio: 
     for look in range(120):
         cum += [rng.poisson(10 * 30 * 0.01 * ratio), 300, rng.poisson(90 * 30 * 0.01), 2700]
         now = T0 + timedelta(seconds=30 * (look + 1))
-        measured = _measurement((cum[0], cum[1]), (cum[2], cum[3]))
+        measured = measurement((cum[0], cum[1]), (cum[2], cum[3]))
         judged = judge_counts(metric, analysis, measured, clean, now)
         clean = judged.evidence
         verdicts["clean"].append(judged.verdict)
