@@ -108,8 +108,8 @@ def _apply(world: World, bad: Bad, event: tuple[str, object], n: int) -> str | N
         return "rollback"
     elif kind == "steps":
         fresh = make_spec(
-            steps=PLANS[value], tag=spec.release.tag, analysis=spec.analysis is not None
-        )  # type: ignore[index]
+            steps=PLANS[int(str(value))], tag=spec.release.tag, analysis=spec.analysis is not None
+        )
         world.spec = fresh
     elif kind == "analysis":
         world.spec = make_spec(
@@ -124,7 +124,7 @@ def _apply(world: World, bad: Bad, event: tuple[str, object], n: int) -> str | N
     elif kind == "hotfix" and world.status.phase in ("Progressing", "Paused"):
         world.stable.image = IMG.format("v1-hotfix")
     elif kind == "scale":
-        world.stable.replicas, world.stable.replicas_set_by = int(value), "kubectl"  # type: ignore[arg-type]
+        world.stable.replicas, world.stable.replicas_set_by = int(str(value)), "kubectl"
     return None
 
 
@@ -134,7 +134,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(
 @SETTINGS
 @given(timeline, st.integers(0, len(PLANS) - 1), st.booleans(), st.booleans())
 def test_invariants_hold_through_midflight_changes(
-    events_, plan_index: int, freeze: bool, watch: bool
+    events_: list[tuple[int, tuple[str, object]]], plan_index: int, freeze: bool, watch: bool
 ) -> None:
     bad = Bad()
     world = AuditWorld(
@@ -144,7 +144,7 @@ def test_invariants_hold_through_midflight_changes(
         after=lambda _q, _t: 0.2 if bad.stable else 0.01,
     )
     now = T0
-    schedule: dict[int, list] = {}
+    schedule: dict[int, list[tuple[str, object]]] = {}
     tick = 0
     for gap, event in events_:
         tick += gap
@@ -156,7 +156,7 @@ def test_invariants_hold_through_midflight_changes(
         command = None
         for event in schedule.get(i, []):
             if event[0] == "clock":
-                step = timedelta(seconds=event[1])
+                step = timedelta(seconds=int(str(event[1])))
             else:
                 command = _apply(world, bad, event, i) or command
                 world.spec = _variant(world.spec, freeze, watch)
