@@ -17,7 +17,7 @@ older one (by resourceVersion), and a 409 still makes the caller re-read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from controller.adapters.kubernetes import (
@@ -182,26 +182,23 @@ def _identity(value: Any) -> tuple[str, str]:
     return str(value.uid), str(value.version)
 
 
-def _keys(index: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
-    for _ in range(5):
+def _snapshot(read: Callable[[], Iterable[Any] | None], attempts: int = 3) -> list[Any]:
+    """A list of what `read` iterates; kopf mutates indices on its event loop, we read elsewhere."""
+    for _ in range(attempts):
         try:
-            return list(index or ())
+            return list(read() or ())
         except RuntimeError:  # changed size during iteration: read again
             continue
     return []
+
+
+def _keys(index: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
+    return _snapshot(lambda: index, attempts=5)  # every key: a longer read, more to retry
 
 
 def _values(index: Mapping[Any, Iterable[Any]] | None, key: Any) -> list[Any]:
-    """A snapshot of one index entry; kopf mutates indices on its event loop, we read elsewhere."""
-    if index is None:
-        return []
-    for _ in range(3):
-        try:
-            store = index.get(key)
-            return list(store) if store is not None else []
-        except RuntimeError:  # changed size during iteration: read again
-            continue
-    return []
+    """A snapshot of one index entry."""
+    return _snapshot(lambda: index.get(key) if index is not None else None)
 
 
 class CachedCluster(KubernetesCluster):
