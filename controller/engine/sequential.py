@@ -222,8 +222,8 @@ def _fold(
     tests = []
     stored: dict[str, OneSidedTest] = {t.test: t for t in previous.tests} if previous else {}
     for name, design in designs(metric, analysis).items():
-        state = _stored_state(stored.get(name), design)
         fingerprint = design_fingerprint(design)
+        state = _stored_state(stored.get(name), design, fingerprint)
         if counting and name in ("worse", "notWorse") and reading.stable is not None:
             split = Increment(
                 inc_canary.events, inc_canary.total, inc_stable.events, inc_stable.total
@@ -285,7 +285,7 @@ def design_fingerprint(design: Design) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _stored_state(stored: OneSidedTest | None, design: Design) -> Running:
+def _stored_state(stored: OneSidedTest | None, design: Design, fingerprint: str) -> Running:
     """A test's state from status; a fresh one if absent or from another design.
 
     Evidence gathered against one null or level is no evidence against another:
@@ -295,7 +295,7 @@ def _stored_state(stored: OneSidedTest | None, design: Design) -> Running:
     size = len(design.alternatives)
     if stored is None or len(stored.log_products) != size:
         return begin(design)
-    if stored.design and stored.design != design_fingerprint(design):
+    if stored.design and stored.design != fingerprint:
         return begin(design)
 
     def vector(values: list[float]) -> np.ndarray:
@@ -316,7 +316,8 @@ def _verdict(
 
     def decided(t: OneSidedTest) -> bool:
         design = by_design.get(t.test)
-        return design is not None and bool(rejects(_stored_state(t, design), design))
+        # `evidence` was folded this look: each test carries this design's fingerprint
+        return design is not None and bool(rejects(_stored_state(t, design, t.design), design))
 
     failed = [t for t in evidence.tests if t.test in FAIL_TESTS and decided(t)]
     passing = [t for t in evidence.tests if t.test not in FAIL_TESTS]
