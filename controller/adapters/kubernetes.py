@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -63,6 +64,15 @@ _retrying = retry(
     wait=wait_exponential(multiplier=0.2, max=3.0),
     reraise=True,
 )
+
+
+def api_message(exc: ApiException) -> str:
+    """The apiserver's own words for a refusal (its Status message), else the HTTP reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        message = exc.reason
+    return str(message)
 
 
 def canary_name(target: str) -> str:

@@ -21,6 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from controller.adapters.kubernetes import api_message
 from controller.adapters.releases import ReleaseChanged, ReleaseClient
 from controller.cli import acting, rendering, views
 from controller.cli.linting import Problem, lint_file
@@ -290,10 +291,7 @@ def _delegate_without_arguments(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _api_error(exc: ApiException) -> str:
-    try:
-        message = json.loads(exc.body or "{}").get("message") or exc.reason
-    except ValueError:
-        message = exc.reason
+    message = api_message(exc)
     hint = ""
     if exc.status == 403:  # name the right resource: Events are read by --events and --wait
         if 'resource "events"' in str(message):

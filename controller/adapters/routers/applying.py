@@ -20,7 +20,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.adapters.kubernetes import _call
+from controller.adapters.kubernetes import _call, api_message
 from controller.adapters.routers.protocol import RouteChanged, RouteConflict
 
 FIELD_MANAGER = "canary-controller"
@@ -143,10 +143,6 @@ class Objects:
             return self.get(kind, namespace, name) or {}
         return cast(dict[str, Any], applied)
 
-    def conflict_of(self, kind: Kind, body: dict[str, Any]) -> str | None:
-        """A dry-run apply of `body`: the conflict it would meet, or None."""
-        return self.blocked(kind, body)[0]
-
     def blocked(self, kind: Kind, body: dict[str, Any]) -> tuple[str | None, str | None]:
         """A dry-run apply of `body`: (the conflict it would meet, why the apiserver
         refuses it as invalid); (None, None) when it would apply."""
@@ -165,10 +161,7 @@ class Objects:
 
 def refusal(kind: Kind, name: str, exc: ApiException) -> str:
     """The apiserver's reason for refusing what the controller would write."""
-    try:
-        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        message = str(exc.reason)
+    message = api_message(exc)
     return f"{kind.kind} {name}: the apiserver refuses what the controller would write: {message}"
 
 
