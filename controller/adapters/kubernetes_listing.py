@@ -25,6 +25,12 @@ KINDS: tuple[Kind, ...] = ("canaryreleases", "deployments", "pods", "horizontalp
 POD_SELECTOR = f"{RELEASE_LABEL},{TRACK_LABEL}"
 _METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 PAGE = 500
+#: The client API and the singular in its method names (list_namespaced_<singular>, ...).
+_BUILT_IN: dict[str, tuple[Callable[[client.ApiClient], Any], str]] = {
+    "deployments": (client.AppsV1Api, "deployment"),
+    "pods": (client.CoreV1Api, "pod"),
+    "horizontalpodautoscalers": (client.AutoscalingV2Api, "horizontal_pod_autoscaler"),
+}
 
 
 class Listing(NamedTuple):
@@ -95,16 +101,8 @@ def _page(
         else:
             lister, args = custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL)
     else:
-        api = {
-            "deployments": client.AppsV1Api,
-            "pods": client.CoreV1Api,
-            "horizontalpodautoscalers": client.AutoscalingV2Api,
-        }[kind](api_client)
-        singular = {
-            "deployments": "deployment",
-            "pods": "pod",
-            "horizontalpodautoscalers": "horizontal_pod_autoscaler",
-        }[kind]
+        api_class, singular = _BUILT_IN[kind]
+        api = api_class(api_client)
         if namespace is None:
             lister, args = getattr(api, f"list_{singular}_for_all_namespaces"), ()
         else:
